@@ -6,6 +6,7 @@ agent/tools/config.py, budgets, and the app options of ui/settings.py. `python a
 
 import logging
 import sys
+import threading
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,13 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a foreign or corrupt trace store, an unwritable folder: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if app.preload:
-        from ui.episode import current_runtime
+    from ui.episode import current_runtime
 
+    if app.preload:
         current_runtime().backend(app.model)
+    threading.Thread(target=current_runtime().warm_up, args=(app.tools,), name="warm-up", daemon=True).start()
     host = "localhost" if app.host in ("127.0.0.1", "0.0.0.0") else app.host
     print(f"DeepMMSearch-R1 studio on http://{host}:{app.port}  (traces: {app.db}; model: {app.model.backend}:{app.model.model})", flush=True)
-    uvicorn.run(server, host=app.host, port=app.port, log_level="warning", timeout_graceful_shutdown=3)
+    try:
+        uvicorn.run(server, host=app.host, port=app.port, log_level="warning", timeout_graceful_shutdown=3)
+    finally:
+        current_runtime().close()
     return 0
 
 

@@ -4,7 +4,9 @@ Importing this module is cheap (Gradio, SQLAlchemy, Pillow); torch and transform
 first question needs a local model, so the page is up within seconds of launch.
 """
 
+import importlib.util
 import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,13 @@ TITLE = "DeepMMSearch-R1 studio"
 
 def open_runtime(app: AppConfig) -> Runtime:
     from agent.tools.config import build_toolbox
+    from traces.background import BackgroundRecorder
     from traces.recorder import Recorder
     from traces.store import open_store
 
     store = open_store(app.db)
-    recorder = Recorder(store, run_kind="demo", run_name="app")
+    # Many episodes stream at once here: their threads must not wait on the store (traces.background).
+    recorder = BackgroundRecorder(Recorder(store, run_kind="demo", run_name="app"))
     return Runtime(
         launch_model=app.model,
         store=store,
@@ -82,11 +86,21 @@ def build_blocks(app: AppConfig, runtime: Runtime) -> gr.Blocks:
     return demo
 
 
+def mark_matplotlib_absent() -> None:
+    """Gradio wraps every function call, each streamed frame included, in a matplotlib backend switch
+    that imports matplotlib. Where it is not installed, every call paid for a failed import (a scan of
+    sys.path), twice a frame. None in sys.modules is Python's own mark for "not importable": the
+    import then fails at once. Nothing changes where matplotlib is installed."""
+    if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
+        sys.modules["matplotlib"] = None  # type: ignore[assignment]
+
+
 def create_server(app: AppConfig, runtime: Runtime | None = None):
     """A FastAPI app serving the Gradio UI at / and published crops (for Google Lens) at app.crops_route."""
     from fastapi import FastAPI
     from fastapi.staticfiles import StaticFiles
 
+    mark_matplotlib_absent()
     runtime = runtime or open_runtime(app)
     demo = build_blocks(app, runtime)
     # Sync generators run in worker threads: enough for every running episode plus the Traces tab.

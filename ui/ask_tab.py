@@ -13,10 +13,11 @@ from typing import Any
 import gradio as gr
 
 from agent.images import load_image
+from ui.component_io import preprocessed
 from ui.episode import EpisodeCrashed, EpisodeRequest, event_batches, run_whole_episode
 from ui.errors import friendly_error
 from ui.examples import Example
-from ui.panel import EpisodePanel, build_panel, panel_values
+from ui.panel import EpisodePanel, PanelFrames, build_panel
 from ui.render import EpisodeView, notice_message
 from ui.runtime import Runtime
 from ui.settings import BUDGET_FIELDS, AppConfig, public_settings, resolve_settings
@@ -24,6 +25,7 @@ from ui.settings_panel import SettingsPanel, build_settings_panel
 
 # The GPU-bound path: every Ask click shares this queue, so its concurrency limit caps episodes running at once.
 EPISODE_CONCURRENCY_ID = "episodes"
+ASK_LABEL, STOP_LABEL = "Ask", "Stop"
 
 
 def build_ask_tab(app: AppConfig, runtime: Runtime, examples: list[Example]) -> dict[str, Any]:
@@ -34,8 +36,8 @@ def build_ask_tab(app: AppConfig, runtime: Runtime, examples: list[Example]) -> 
             question = gr.Textbox(label="Question", placeholder="What is this building dedicated to?", lines=2, elem_id="ask-question")
             gold = gr.Textbox(visible=False, elem_id="ask-gold")  # gold answers of a picked example (JSON list)
             with gr.Row():
-                ask = gr.Button("Ask", variant="primary", elem_id="ask-button")
-                stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="stop-button")
+                ask = gr.Button(ASK_LABEL, variant="primary", elem_id="ask-button")
+                stop = gr.Button(STOP_LABEL, variant="stop", interactive=False, elem_id="stop-button")
             if examples:
                 gr.Examples(
                     examples=[[ex.question, ex.image_path, json.dumps(list(ex.gold_answers))] for ex in examples],
@@ -54,28 +56,23 @@ def build_ask_tab(app: AppConfig, runtime: Runtime, examples: list[Example]) -> 
     inputs = {question, image, gold, *settings.components}
 
     def run(data: dict, request: gr.Request) -> Iterator[list[Any]]:
-        form = {key: data[component] for key, component in zip(settings.keys, settings.components, strict=True)}
-        yield from ask_episode(app, runtime, data[question], data[image], data[gold], form, request)
+        values = {component: preprocessed(component, value) for component, value in data.items()}
+        form = {key: values[component] for key, component in zip(settings.keys, settings.components, strict=True)}
+        yield from ask_episode(app, runtime, PanelFrames(panel), values[question], values[image], values[gold], form, request)
 
     outputs = [*panel.outputs, ask, stop]
-    event = ask.click(
-        run,
+    # Inputs and frames are processed in the generator's thread (ui.component_io says why).
+    streaming = dict(
         inputs=inputs,
         outputs=outputs,
         concurrency_limit=app.max_concurrent_episodes,
         concurrency_id=EPISODE_CONCURRENCY_ID,
-        api_name="ask",
         show_progress="hidden",
+        preprocess=False,
+        postprocess=False,
     )
-    question.submit(
-        run,
-        inputs=inputs,
-        outputs=outputs,
-        concurrency_limit=app.max_concurrent_episodes,
-        concurrency_id=EPISODE_CONCURRENCY_ID,
-        api_name=False,
-        show_progress="hidden",
-    )
+    event = ask.click(run, api_name="ask", **streaming)
+    question.submit(run, api_name=False, **streaming)
 
     def stop_episode(request: gr.Request) -> Any:
         runtime.cancel(request.session_hash or "")
@@ -87,18 +84,24 @@ def build_ask_tab(app: AppConfig, runtime: Runtime, examples: list[Example]) -> 
 
 
 def _buttons(running: bool) -> list[Any]:
-    return [gr.update(interactive=not running), gr.update(interactive=running, value="Stop")]
+    return [gr.update(interactive=not running), gr.update(interactive=running, value=STOP_LABEL)]
 
 
-def _message_only(message: dict, *, running: bool = False) -> list[Any]:
+# Between an episode's first and last frames the buttons get their labels as plain values. An update would
+# make Gradio rebuild both buttons' config on every frame; an unchanged value leaves the stream's diff empty,
+# so the page keeps what it shows (a "Stopping…" label included).
+_BUTTONS_AS_THEY_ARE = [ASK_LABEL, STOP_LABEL]
+
+
+def _message_only(frames: PanelFrames, message: dict, *, running: bool = False) -> list[Any]:
     """Clear the panel and show one message in the chat."""
-    values, _ = panel_values(EpisodeView(), extra_messages=[message])
-    return values + _buttons(running)
+    return frames.frame(EpisodeView(), extra_messages=[message]) + _buttons(running)
 
 
 def ask_episode(
     app: AppConfig,
     runtime: Runtime,
+    frames: PanelFrames,
     question: str,
     image_path: str | None,
     gold_json: str,
@@ -108,18 +111,18 @@ def ask_episode(
     """The Ask generator: validate, load the model if needed (visibly), then stream the episode."""
     question = (question or "").strip()
     if not question:
-        yield _message_only(notice_message("⚠ Nothing to ask", "Type a question (and usually upload an image) first."))
+        yield _message_only(frames, notice_message("⚠ Nothing to ask", "Type a question (and usually upload an image) first."))
         return
     try:
         image = load_image(image_path) if image_path else None
         model_cfg, tool_cfg, budgets = resolve_settings(app, form)
         gold = tuple(json.loads(gold_json)) if gold_json else ()
     except Exception as exc:
-        yield _message_only(notice_message("⚠ Cannot start", friendly_error(exc)))
+        yield _message_only(frames, notice_message("⚠ Cannot start", friendly_error(exc)))
         return
 
     if model_cfg.backend == "transformers" and runtime.cached_backend(model_cfg) is None:
-        loaded = yield from _load_visibly(runtime, model_cfg)
+        loaded = yield from _load_visibly(runtime, frames, model_cfg)
         if not loaded:
             return
 
@@ -135,27 +138,21 @@ def ask_episode(
     )
     cancel = runtime.start_episode(session, req.episode_id)
     view = EpisodeView()
-    key = None
-    values, key = panel_values(view)
-    yield values + _buttons(True)
+    yield frames.frame(view) + _buttons(True)
     try:
-        for batch in event_batches(lambda: run_whole_episode(req), cancel=cancel, record=runtime.recorder):
+        for batch in event_batches(lambda: run_whole_episode(req), cancel=cancel, record=runtime.recorder, record_and_wait=runtime.record_and_wait):
             for event in batch:
                 view.apply(event)
-            values, key = panel_values(view, previous_image_key=key)
-            # Button updates are component updates: Gradio rebuilds the block config (API schemas included)
-            # for each one, which under load cost more than the whole render. Send them only when they change.
-            yield values + (_buttons(False) if view.finished is not None else [gr.skip(), gr.skip()])
+            yield frames.frame(view) + (_buttons(False) if view.finished is not None else _BUTTONS_AS_THEY_ARE)
     except EpisodeCrashed as exc:
-        values, key = panel_values(view, previous_image_key=key, extra_messages=[notice_message("⚠ The episode stopped", str(exc))])
-        yield values + _buttons(False)
+        yield frames.frame(view, extra_messages=[notice_message("⚠ The episode stopped", str(exc))]) + _buttons(False)
     finally:
         runtime.finish_episode(session, req.episode_id)
     if view.finished is None:  # defensive: the stream ended without a closing event
-        yield panel_values(view, previous_image_key=key)[0] + _buttons(False)
+        yield frames.frame(view) + _buttons(False)
 
 
-def _load_visibly(runtime: Runtime, model_cfg: Any) -> Iterator[list[Any]]:
+def _load_visibly(runtime: Runtime, frames: PanelFrames, model_cfg: Any) -> Iterator[list[Any]]:
     """Load the model in a thread while the chat shows what is happening; returns True when loaded."""
     outcome: dict[str, Any] = {}
 
@@ -175,9 +172,9 @@ def _load_visibly(runtime: Runtime, model_cfg: Any) -> Iterator[list[Any]]:
             f"Loading {model_cfg.model} (first question only; later questions reuse it). "
             f"{elapsed:.0f} s so far. A 7B model takes about a minute on a GPU."
         )
-        yield _message_only(notice_message("⏳ Loading the model…", text, pending=True), running=True)
+        yield _message_only(frames, notice_message("⏳ Loading the model…", text, pending=True), running=True)
         worker.join(timeout=1.0)
     if "error" in outcome:
-        yield _message_only(notice_message("⚠ The model could not be loaded", friendly_error(outcome["error"])))
+        yield _message_only(frames, notice_message("⚠ The model could not be loaded", friendly_error(outcome["error"])))
         return False
     return True

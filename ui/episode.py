@@ -1,8 +1,9 @@
 """Running one episode for the app: the whole episode in one GPU call, recorded event by event, and handed
 to the page in batches.
 
-The loop runs in a worker thread. Every event is recorded in the trace store as soon as it exists, before
-the page sees it, so a closed tab or a crashed renderer never loses a trace. The page takes whatever events
+The loop runs in a worker thread. Every event is handed to the trace store's recorder as soon as it exists,
+whatever the page does, so a closed tab or a crashed renderer never loses a trace; the closing event is
+written before the page sees it. The page takes whatever events
 have piled up since its last update in one batch: when tokens arrive faster than the browser can be
 updated, updates get bigger rather than later, and no event waits behind a timer.
 """
@@ -96,17 +97,22 @@ def event_batches(
     *,
     cancel: threading.Event,
     record: Callable[[Event], None],
+    record_and_wait: Callable[[Event], None] | None = None,
     tick_s: float = 1.0,
     min_interval_s: float = 0.04,
 ) -> Iterator[list[Event]]:
     """Run `events()` in a worker thread, record each event, and yield lists of the events that arrived
     since the last yield. Yields [] every `tick_s` while nothing arrives (so clocks can advance).
+    `record` may queue the write (traces.background); the closing event goes through `record_and_wait`
+    (default: `record`), which must return only once it is written.
 
     The stream always ends with an EpisodeFinished: when the loop did not send one (its generator was
     closed from outside, or it crashed), one is made here, recorded, and yielded, so no trace is left open.
     Closing this generator sets `cancel`; the worker then finishes the episode as cancelled and records it.
     """
-    out: queue.Queue = queue.Queue()
+    record_final = record_and_wait or record
+    out: queue.SimpleQueue = queue.SimpleQueue()
+    ending = threading.Event()  # set once the stream's last item is queued: cuts a frame's wait short
 
     def work() -> None:
         view = EpisodeView()
@@ -114,10 +120,12 @@ def event_batches(
         try:
             for event in gen:
                 view.apply(event)
-                _record(record, event)
-                out.put(event)
                 if isinstance(event, EpisodeFinished):
+                    _record(record_final, event)  # the page learns of the end only once the trace is complete
+                    out.put(event)
                     return
+                out.put(event)
+                _record(record, event)  # recorded whatever the page does, even if it is gone
                 if cancel.is_set() and _is_remote(gen):
                     break  # a ZeroGPU process cannot see our flag: close its stream instead
         except BaseException as exc:  # the page must get a message, the trace a closing event
@@ -133,8 +141,9 @@ def event_batches(
                 except Exception:  # closing a broken generator must not mask what happened
                     log.debug("closing the episode stream failed", exc_info=True)
             out.put(_END)
+            ending.set()
         if closing is not None:
-            _record(record, closing)
+            _record(record_final, closing)
             out.put(closing)
             out.put(_END)
 
@@ -148,14 +157,17 @@ def event_batches(
             except queue.Empty:
                 yield []
                 continue
+            # Frames are capped at one per `min_interval_s`, since each re-renders and re-sends the panel:
+            # tokens that arrive meanwhile join the next frame. The wait is one sleep, not a wake-up per
+            # token (on a busy machine a thread's wake-up costs more than the token's own work), and the
+            # stream's end cuts it short.
+            wait = last_yield + min_interval_s - time.monotonic()
+            if wait > 0 and not _is_last(first):
+                ending.wait(wait)
             batch = [first]
-            # Cap the frame rate: every yield re-renders and re-sends the panel, so tokens arriving faster
-            # than one per `min_interval_s` are gathered into one frame instead of one frame each.
-            deadline = last_yield + min_interval_s
-            while batch[-1] is not _END and not isinstance(batch[-1], _Crash | EpisodeFinished):
+            while not _is_last(batch[-1]):
                 try:
-                    wait = deadline - time.monotonic()
-                    batch.append(out.get(timeout=wait) if wait > 0 else out.get_nowait())
+                    batch.append(out.get_nowait())
                 except queue.Empty:
                     break
             events_now = [e for e in batch if not isinstance(e, _Crash) and e is not _END]
@@ -171,6 +183,10 @@ def event_batches(
                 return
     finally:
         cancel.set()  # harmless after the end; stops the episode when the page went away mid-way
+
+
+def _is_last(item: object) -> bool:
+    return item is _END or isinstance(item, _Crash | EpisodeFinished)
 
 
 class EpisodeCrashed(RuntimeError):

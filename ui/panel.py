@@ -1,7 +1,8 @@
 """The episode panel: the components that show one episode, shared by the Ask and Traces tabs.
 
-Both tabs build this same panel and fill it with `panel_values`, so a stored episode looks exactly like a
-live one. Heavy outputs (the annotated image, the crop) are re-sent only when they change.
+Both tabs build this same panel and fill it from the same render functions, so a stored episode looks
+exactly like a live one: the Traces tab with `panel_values`, the Ask tab's stream with `PanelFrames`, which
+encodes each frame itself and the heavy outputs (the annotated image, the crop) only when they change.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from typing import Any
 
 import gradio as gr
 
+from ui.component_io import payload
 from ui.render import (
     EpisodeView,
     answer_html,
     chat_messages,
     counters_html,
-    crop_caption,
     crop_panel,
     result_cards_html,
 )
@@ -71,27 +72,56 @@ def build_panel(prefix: str, *, chat_height: int = 560) -> EpisodePanel:
     return EpisodePanel(chat, answer, counters, image, crop, crop_caption, cards)
 
 
-def image_key(view: EpisodeView) -> tuple:
-    """Changes exactly when the image panel's content changes."""
+def results_key(view: EpisodeView) -> tuple:
+    """Changes exactly when what depends on tool results changes: the image panel and the result cards."""
     done = tuple(tool.call_index for tool in view.tools if tool.result is not None)
     return (view.episode_id, id(view.image), done)
 
 
-def panel_values(view: EpisodeView, *, previous_image_key: tuple | None = None, extra_messages: list[dict] | None = None) -> tuple[list[Any], tuple]:
-    """Values for `EpisodePanel.outputs`, and the image key to pass back next time (to skip unchanged images)."""
-    key = image_key(view)
+def _image_values(view: EpisodeView) -> tuple[Any, Any, str]:
+    """The annotated image, the crop and its caption: the slow part of a panel, composed from scratch."""
+    panel = crop_panel(view)
+    annotated = (panel.image, list(panel.boxes)) if panel.image is not None else None
+    return annotated, panel.crop, panel.caption
+
+
+def panel_values(view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
+    """Values for `EpisodePanel.outputs`, for an event that lets Gradio postprocess them (the Traces tab)."""
+    annotated, crop, caption = _image_values(view)
     messages = chat_messages(view) + list(extra_messages or [])
-    # gr.skip() is a component update, and Gradio rebuilds the component's config (JSON schemas and all)
-    # for every update, so it is used only for the two images, whose re-encoding would cost more. The
-    # caption and cards are plain strings: sending them unchanged is cheap, and the stream's diff is empty.
-    cards_out = result_cards_html(view)
-    if key == previous_image_key:
-        image_out: Any = gr.skip()
-        crop_out: Any = gr.skip()
-        caption_out = crop_caption(view)
-    else:
-        panel = crop_panel(view)
-        image_out = (panel.image, list(panel.boxes)) if panel.image is not None else None
-        crop_out = panel.crop
-        caption_out = panel.caption
-    return [messages, answer_html(view), counters_html(view), image_out, crop_out, caption_out, cards_out], key
+    return [messages, answer_html(view), counters_html(view), annotated, crop, caption, result_cards_html(view)]
+
+
+class PanelFrames:
+    """The panel's frames for a streaming event registered with `postprocess=False` (the Ask tab).
+
+    Each frame is encoded here with the components' own postprocess (ui.component_io says why). What
+    depends only on tool results (the two images, the caption, the cards) is rendered when a result
+    arrives, not per frame; unchanged, the same payloads go out again (the images' files are already in
+    Gradio's cache) and the stream's diff for them is empty. `gr.skip()` would not do: Gradio treats it as
+    a component update and rebuilds the component and its config, API schemas included, on every frame.
+    """
+
+    def __init__(self, panel: EpisodePanel) -> None:
+        self.panel = panel
+        self._results_key: tuple | None = None
+        self._from_results: tuple[Any, Any, str, str] = (None, None, "", "")
+
+    def frame(self, view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
+        p = self.panel
+        key = results_key(view)
+        if key != self._results_key:
+            annotated, crop, caption = _image_values(view)
+            self._from_results = (payload(p.image, annotated), payload(p.crop, crop), payload(p.crop_caption, caption), payload(p.cards, result_cards_html(view)))
+            self._results_key = key
+        annotated_out, crop_out, caption_out, cards_out = self._from_results
+        messages = chat_messages(view) + list(extra_messages or [])
+        return [
+            payload(p.chat, messages),
+            payload(p.answer, answer_html(view)),
+            payload(p.counters, counters_html(view)),
+            annotated_out,
+            crop_out,
+            caption_out,
+            cards_out,
+        ]

@@ -27,7 +27,7 @@ log = logging.getLogger("ui")
 class Runtime:
     launch_model: ModelConfig
     store: Any  # traces.TraceStore
-    recorder: Callable[[Any], None]  # traces.Recorder: called with every event of every episode
+    recorder: Callable[[Any], None]  # traces Recorder or BackgroundRecorder: called with every event of every episode
     toolbox_factory: Callable[[Any, Any], Toolbox]  # (ToolConfig, backend) -> Toolbox
     allow_large_cpu: bool = False
     _backends: dict[ModelConfig, ModelBackend] = field(default_factory=dict)
@@ -76,8 +76,9 @@ class Runtime:
     # --- tools --------------------------------------------------------------------------------------
 
     def toolbox(self, tool_config: Any, backend: ModelBackend | None = None) -> Toolbox:
-        """The tool box for `tool_config`; built once per (config, model) since the summariser may be the model."""
-        key = f"{tool_config!r}|{id(backend)}"
+        """The tool box for `tool_config`, built once; once per model too when the model summarises results.
+        (One per model otherwise would mean a Grounding DINO and a set of HTTP pools per endpoint typed in.)"""
+        key = f"{tool_config!r}|{id(backend)}" if tool_config.summarises_with_agent_model() else repr(tool_config)
         with self._lock:
             box = self._toolboxes.get(key)
         if box is None:
@@ -85,6 +86,30 @@ class Runtime:
             with self._lock:
                 box = self._toolboxes.setdefault(key, box)
         return box
+
+    def warm_up(self, tool_config: Any) -> None:
+        """Do at start-up, in the background, what the first episode would otherwise do while others stream:
+        build the launch toolbox and import the page extractor (trafilatura and lxml take about a second)."""
+        from agent.tools.pages import html_to_text
+
+        try:
+            if not tool_config.summarises_with_agent_model():
+                self.toolbox(tool_config)
+            html_to_text("<html><body><p>warm-up</p></body></html>")
+        except Exception:  # a broken tool setting is reported by the episode that uses it, with what to do
+            log.debug("warm-up failed", exc_info=True)
+
+    # --- recording ----------------------------------------------------------------------------------
+
+    def record_and_wait(self, event: Any) -> None:
+        """Record `event` and return once it is written (the recorder may otherwise queue its writes)."""
+        getattr(self.recorder, "record_now", self.recorder)(event)
+
+    def close(self) -> None:
+        """At shutdown: write what is queued and mark episodes still running as interrupted."""
+        close = getattr(self.recorder, "close", None)
+        if close is not None:
+            close()
 
     # --- cancellation -------------------------------------------------------------------------------
 

@@ -164,7 +164,7 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
         except Exception as exc:
             return [None, f"⚠ {md_text(friendly_error(exc))}"] + [gr.skip()] * (len(opened) - 2)
         view = fold(events)
-        values, _ = panel_values(view)
+        values = panel_values(view)
         name = annotator_name(app, request, profile)
         current = [r for r in records if not any(o.supersedes_id == r.id for o in records)]
         form = form_from_annotation(mine(current, name))

@@ -20,6 +20,7 @@ import httpx
 from PIL import Image
 
 from agent.models.base import BackendError, Delta, Message, map_image_parts
+from agent.tls import shared_ssl_context
 
 # Above this many pixels images are sent as JPEG: PNG data URIs of photos run to megabytes.
 PNG_PIXEL_LIMIT = 1024 * 1024
@@ -85,7 +86,7 @@ class OpenAIBackend:
         self.max_pixels = max_pixels
         self.extra_body = dict(extra_body or {})
         self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
-        self._client = httpx.Client(timeout=self._timeout, follow_redirects=False)
+        self._client = httpx.Client(timeout=self._timeout, follow_redirects=False, verify=shared_ssl_context())
 
     @property
     def endpoint(self) -> str:

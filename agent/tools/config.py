@@ -96,6 +96,10 @@ class ToolConfig:
             allowed_networks=self.allow_fetch_networks,
         )
 
+    def summarises_with_agent_model(self) -> bool:
+        """Whether results are summarised by the agent's own model (so a toolbox belongs to one model)."""
+        return self.summariser == "model" or (self.summariser == "auto" and not self.summariser_base_url)
+
     def api_policy(self) -> HttpPolicy:
         return HttpPolicy(
             timeout_s=self.api_timeout_s,

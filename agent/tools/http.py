@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import functools
 import ipaddress
 import json
 import socket
-import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from urllib.parse import urljoin, urlsplit
 import httpcore
 import httpx
 
+from agent.tls import shared_ssl_context
 from agent.tools.sanitise import redact_url
 
 USER_AGENT = "deepmmsearch-studio/0.1 (+research agent; respects robots of its providers)"
@@ -251,13 +250,6 @@ def provider_message(body: bytes) -> str:
     return ""
 
 
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """One verified TLS context for every client: building one loads the CA bundle (tens of ms), and an app
-    serving many sessions builds a client per tool per configuration."""
-    return httpx.create_ssl_context()
-
-
 class HttpClient:
     """One provider's HTTP client: lazily creates its httpx.AsyncClient on the running event loop.
 
@@ -279,7 +271,7 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop or self._client.is_closed:
             p = self.policy
-            transport = httpx.AsyncHTTPTransport(retries=0, trust_env=not p.guard_addresses, verify=_ssl_context())
+            transport = httpx.AsyncHTTPTransport(retries=0, trust_env=not p.guard_addresses, verify=shared_ssl_context())
             if p.guard_addresses or self._backend is not None:
                 # httpx 0.28 has no public hook for the network backend; its pool reads this attribute
                 # when it opens each connection. tests/agent/tools/test_http.py fails if that changes.

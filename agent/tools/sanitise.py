@@ -40,7 +40,8 @@ def clean_text(value: object, *, max_chars: int | None = None, keep_newlines: bo
     # A lone "<" or ">" left in prose is harmless as text, but we also never want a renderer that forgot
     # to escape to see a tag opener, so angle brackets become their look-alike-free fullwidth forms.
     text = text.replace("<", "‹").replace(">", "›")
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    if not text.replace("\n", "").replace("\t", "").isprintable():  # the common case skips the per-character pass
+        text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
     if keep_newlines:
         lines = [_SPACES.sub(" ", line).strip() for line in text.replace("\r", "\n").split("\n")]
         text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()

@@ -22,7 +22,7 @@ from agent.tools.text_search import SearchProvider, WebTextSearch
 def build_summariser(config: ToolConfig, model: ModelBackend | None, environ: Mapping[str, str]) -> Summariser:
     choice = config.summariser
     if choice == "auto":
-        choice = "openai" if config.summariser_base_url else "model" if model is not None else "none"
+        choice = "openai" if not config.summarises_with_agent_model() else "model" if model is not None else "none"
     if choice == "openai":
         if not config.summariser_base_url or not config.summariser_model:
             raise ValueError("--summariser openai needs --summariser-base-url (SUMMARISER_BASE_URL) and --summariser-model (SUMMARISER_MODEL)")

@@ -126,10 +126,32 @@ def _events(n):
     yield EpisodeFinished("e", "answered", "a", n, 0, n, 0.1, True)
 
 
-def test_event_batches_record_every_event_before_the_page_sees_it():
-    recorded = []
-    seen = [e for batch in event_batches(lambda: _events(50), cancel=threading.Event(), record=recorded.append) for e in batch]
-    assert seen == recorded and isinstance(seen[-1], EpisodeFinished) and len(seen) == 102
+def test_event_batches_record_every_event_and_the_end_before_the_page_sees_it():
+    recorded, waited = [], []
+
+    def record_and_wait(event):
+        time.sleep(0.2)  # a slow store: the page must still not see the end before it is written
+        waited.append(event)
+
+    batches = list(event_batches(lambda: _events(50), cancel=threading.Event(), record=recorded.append, record_and_wait=record_and_wait))
+    seen = [e for batch in batches for e in batch]
+    assert seen[:-1] == recorded and waited == [seen[-1]] and isinstance(seen[-1], EpisodeFinished) and len(seen) == 102
+    assert len(batches) < 10  # 100 events that arrive at once make a few frames, not one frame each
+
+
+def test_md_text_matches_the_per_character_definition():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    def reference(text):
+        html_chars = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
+        return "".join(html_chars.get(ch) or ("\\" + ch if ch in "\\`*_{}[]()#+-.!|~=$:" else ch) for ch in text)
+
+    @given(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(list("\\`*_{}[]()#+-.!|~=$:&<>\"'"))))
+    def check(text):
+        assert md_text(text) == reference(text)
+
+    check()
 
 
 def test_a_crashing_episode_is_closed_in_the_trace_and_reported():
@@ -164,6 +186,36 @@ def _slow(cancel):
 
 def test_parser_has_no_conflicting_flags():
     assert isinstance(build_parser(), argparse.ArgumentParser)
+
+
+def test_visitor_endpoints_share_one_toolbox_unless_the_model_summarises():
+    from agent.tools.config import ToolConfig
+    from ui.runtime import Runtime
+
+    built = []
+    runtime = Runtime(launch_model=ModelConfig(), store=None, recorder=lambda e: None, toolbox_factory=lambda t, b: built.append((t, b)) or object())
+    separate = ToolConfig(summariser="openai", summariser_base_url="http://s/v1", summariser_model="s")
+    assert runtime.toolbox(separate, "backend-a") is runtime.toolbox(separate, "backend-b")  # one Grounding DINO, one set of pools
+    model_summarises = ToolConfig(summariser="model")
+    assert runtime.toolbox(model_summarises, "backend-a") is not runtime.toolbox(model_summarises, "backend-b")
+    assert len(built) == 3
+
+
+def test_matplotlib_is_marked_absent_only_when_it_cannot_be_imported(monkeypatch):
+    import importlib.util
+    import sys
+
+    from ui.app import mark_matplotlib_absent
+
+    monkeypatch.delitem(sys.modules, "matplotlib", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())  # as if installed
+    mark_matplotlib_absent()
+    assert "matplotlib" not in sys.modules
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    mark_matplotlib_absent()
+    assert sys.modules["matplotlib"] is None
+    with pytest.raises(ImportError):
+        import matplotlib  # noqa: F401
 
 
 def test_api_key_goes_only_to_the_launch_endpoint(monkeypatch):

@@ -69,6 +69,11 @@ def test_clean_text_removes_markup_and_decoded_markup():
     assert clean_text(dirty) == "Bold tail"
 
 
+def test_clean_text_drops_format_and_private_characters_but_keeps_printable_unicode():
+    assert clean_text("a\u200bb\u202ec\ue000d", keep_newlines=True) == "abcd"  # zero-width, bidi override, private use
+    assert clean_text("Zürich — 東京\nline 2", keep_newlines=True) == "Zürich — 東京\nline 2"
+
+
 def test_safe_url_keeps_only_plain_web_links():
     assert safe_url("https://example.org/a?b=1") == "https://example.org/a?b=1"
     for bad in ("javascript:alert(1)", "data:text/html,<script>", "file:///etc/passwd", "http://user:pw@host/", "https://exa mple.org", "/relative", 42):
