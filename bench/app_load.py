@@ -102,6 +102,8 @@ class StampedOutputs(list):
     Iterating a gradio_client Job polls every millisecond in each session's thread; twenty of those burn
     most of a core on a 2-core machine, CPU the app being measured needs. A browser does not poll, so the
     sessions here wait on the job's future instead, and frames are stamped by the thread that reads them.
+    This swaps gradio_client's internal `communicator.job.outputs` list: should an upgrade rename it, every
+    session fails with an AttributeError and the bench reports the errors, never a silently wrong figure.
     """
 
     def __init__(self, already: list) -> None:

@@ -3,9 +3,9 @@ to the page in batches.
 
 The loop runs in a worker thread. Every event is handed to the trace store's recorder as soon as it exists,
 whatever the page does, so a closed tab or a crashed renderer never loses a trace; the closing event is
-written before the page sees it. The page takes whatever events
-have piled up since its last update in one batch: when tokens arrive faster than the browser can be
-updated, updates get bigger rather than later, and no event waits behind a timer.
+written before the page sees it. The page takes whatever events have piled up since its last update in
+one batch, at most one batch per frame interval (40 ms): when tokens arrive faster than the browser can be
+updated, updates get bigger rather than later. The first event after a quiet spell goes out at once.
 """
 
 from __future__ import annotations
