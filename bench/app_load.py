@@ -18,10 +18,12 @@ import multiprocessing as mp
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -96,28 +98,55 @@ def newest_word(chat: list) -> int:
     return 0
 
 
-class StampedOutputs(list):
-    """The list gradio_client's stream reader appends each received frame to, stamping when it arrived.
+class StampedMessages(deque):
+    """A session's queue of SSE messages in gradio_client, stamping each as the client's stream reader
+    appends it: the moment the client has received the frame.
 
-    Iterating a gradio_client Job polls every millisecond in each session's thread; twenty of those burn
-    most of a core on a 2-core machine, CPU the app being measured needs. A browser does not poll, so the
-    sessions here wait on the job's future instead, and frames are stamped by the thread that reads them.
-    This swaps gradio_client's internal `communicator.job.outputs` list: should an upgrade rename it, every
-    session fails with an AttributeError and the bench reports the errors, never a silently wrong figure.
-    """
+    gradio_client hands a received frame on to the caller only when the job's thread next polls this
+    queue, every 50 ms (`stream_sse_v1plus`); a browser applies each message as it arrives. Stamping at
+    the append measures what the page would show, not the poll. The job's thread turns each message that
+    carries output data (all but the closing one) into one entry of `job.outputs`, in order, so the k-th
+    such stamp belongs to the k-th output; a count mismatch is reported as the session's error."""
 
-    def __init__(self, already: list) -> None:
-        now = time.monotonic()
-        super().__init__(already)
-        self.stamps = [now] * len(already)  # frames that beat the swap are stamped late, never early
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.stamps: list[float] = []
 
-    def append(self, item) -> None:
-        self.stamps.append(time.monotonic())
-        super().append(item)
+    def append(self, message) -> None:
+        if isinstance(message, dict) and message.get("msg") != "process_completed" and (message.get("output") or {}).get("data"):
+            self.stamps.append(time.monotonic())
+        super().append(message)
+
+
+class StampingRegistry(dict):
+    """Stands in for gradio_client's `Client.pending_messages_per_event`: every event's message queue is
+    made a StampedMessages, and kept here after the client drops it. (Should an upgrade rename that
+    attribute or make its queues differently, sessions fail the count check: no silently wrong figure.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[StampedMessages] = []
+
+    def _stamped(self, queue) -> StampedMessages:
+        if isinstance(queue, StampedMessages):
+            return queue
+        stamped = StampedMessages(queue)
+        self.made.append(stamped)
+        return stamped
+
+    def __setitem__(self, key, queue) -> None:
+        super().__setitem__(key, self._stamped(queue))
+
+    def setdefault(self, key, queue=None):
+        if key not in self:
+            self[key] = queue if queue is not None else deque()
+        return self[key]
 
 
 def session(client, base_url: str, words: int, delay: float, ready, go, out: list) -> None:
     try:
+        registry = StampingRegistry()
+        client.pending_messages_per_event = registry  # before any job: every queue it makes is stamped
         api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/ask"]["parameters"]
         labels = [p["label"] for p in api]
         args = [p.get("parameter_default") for p in api]
@@ -129,15 +158,18 @@ def session(client, base_url: str, words: int, delay: float, ready, go, out: lis
         go.wait()
         time.sleep(delay)
         start = time.monotonic()
+        # Waiting on the job's future, not iterating it: iterating polls every millisecond per session,
+        # which took most of a core on a 2-core machine (a browser does not poll).
         job = client.submit(*args, api_name="/ask")
-        with job.communicator.lock:
-            frames = StampedOutputs(job.communicator.job.outputs)
-            job.communicator.job.outputs = frames
         job.result()
         latency = time.monotonic() - start
+        frames = list(job.outputs())
+        stamps = [t for queue in registry.made for t in queue.stamps]
+        if len(stamps) != len(frames):
+            raise RuntimeError(f"{len(stamps)} stamped messages for {len(frames)} frames (has gradio_client changed?)")
         seen = 0
         received: dict[int, float] = {}
-        for output, stamp in zip(list(frames), list(frames.stamps), strict=True):
+        for output, stamp in zip(frames, stamps, strict=True):
             top = newest_word(output[0] if isinstance(output[0], list) else [])
             for k in range(seen + 1, top + 1):
                 received[k] = stamp
@@ -150,7 +182,14 @@ def session(client, base_url: str, words: int, delay: float, ready, go, out: lis
 
 
 def run_clients(url: str, base_urls: list[str], delays: list[float], words: int, ready, go, results) -> None:
+    import httpx._transports.default
     from gradio_client import Client
+
+    # gradio_client builds a new httpx client for most requests, and each loads the CA bundle: about 30 ms
+    # of CPU, several per session start, on the cores the app under test needs (browsers run elsewhere).
+    # The app is plain HTTP here, so one context serves every client of this process.
+    context = httpx._transports.default.create_ssl_context()
+    httpx._transports.default.create_ssl_context = lambda *args, **kwargs: context
 
     # download_files=False: a browser fetches an image once; gradio_client would re-download it per frame.
     clients = [Client(url, verbose=False, download_files=False) for _ in base_urls]
@@ -173,6 +212,8 @@ def main() -> int:
     parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between tokens at the endpoint")
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the sessions start, evenly spaced (0: all at once)")
+    parser.add_argument("--on-go", help="shell command started (not awaited) as the sessions start, {pid} being the app's: a profiler, say")
+    parser.add_argument("--samples-out", type=Path, help="also write every token's (session, word, emitted, received) here as JSON lines")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
 
@@ -196,6 +237,8 @@ def main() -> int:
         parties = {"app": [running.process.pid], "endpoints": [endpoints.pid], "clients": [c.pid for c in clients]}
         cpu_before = {name: [cpu_seconds(p) for p in pids] for name, pids in parties.items()}
         wall = time.monotonic()
+        if args.on_go:
+            subprocess.Popen(args.on_go.format(pid=running.process.pid), shell=True)
         go.set()
         sessions = [s for _ in clients for s in results.get()]
         wall = time.monotonic() - wall
@@ -216,6 +259,12 @@ def main() -> int:
         for k, t in s["received"].items()
         if chunk[k] < len(emitted[s["base_url"]])
     ]
+    if args.samples_out:
+        with args.samples_out.open("w") as f:
+            for i, s in enumerate(ok):
+                for k, t in s["received"].items():
+                    if chunk[k] < len(emitted[s["base_url"]]):
+                        f.write(json.dumps([i, k, emitted[s["base_url"]][chunk[k]], t]) + "\n")
     for e in errors[:5]:
         print("error:", e, file=sys.stderr)
 

@@ -4,10 +4,11 @@ The callbacks only wire components: rendering is ui.render (through ui.panel), r
 (No `from __future__ import annotations` here: Gradio reads the gr.Request hint at runtime.)
 """
 
+import asyncio
 import json
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import gradio as gr
@@ -55,10 +56,12 @@ def build_ask_tab(app: AppConfig, runtime: Runtime, examples: list[Example]) -> 
     # Inputs as a set: Gradio passes one {component: value} dict, so the settings panel can grow freely.
     inputs = {question, image, gold, *settings.components}
 
-    def run(data: dict, request: gr.Request) -> Iterator[list[Any]]:
-        values = {component: preprocessed(component, value) for component, value in data.items()}
+    async def run(data: dict, request: gr.Request) -> AsyncIterator[list[Any]]:
+        # Preprocessing may open the upload: in a worker thread, off the event loop that serves every page.
+        values = await asyncio.to_thread(lambda: {component: preprocessed(component, value) for component, value in data.items()})
         form = {key: values[component] for key, component in zip(settings.keys, settings.components, strict=True)}
-        yield from ask_episode(app, runtime, PanelFrames(panel), values[question], values[image], values[gold], form, request)
+        async for frame in ask_episode(app, runtime, PanelFrames(panel), values[question], values[image], values[gold], form, request):
+            yield frame
 
     outputs = [*panel.outputs, ask, stop]
     # Inputs and frames are processed in the generator's thread (ui.component_io says why).
@@ -98,7 +101,7 @@ def _message_only(frames: PanelFrames, message: dict, *, running: bool = False) 
     return frames.frame(EpisodeView(), extra_messages=[message]) + _buttons(running)
 
 
-def ask_episode(
+async def ask_episode(
     app: AppConfig,
     runtime: Runtime,
     frames: PanelFrames,
@@ -107,23 +110,36 @@ def ask_episode(
     gold_json: str,
     form: dict[str, Any],
     request: gr.Request | None,
-) -> Iterator[list[Any]]:
-    """The Ask generator: validate, load the model if needed (visibly), then stream the episode."""
+) -> AsyncIterator[list[Any]]:
+    """The Ask generator: validate, load the model if needed (visibly), then stream the episode.
+
+    It runs on the event loop (ui.episode.event_batches says why), so whatever blocks (opening the image,
+    loading the model, encoding result images) goes to a worker thread.
+    """
     question = (question or "").strip()
     if not question:
         yield _message_only(frames, notice_message("⚠ Nothing to ask", "Type a question (and usually upload an image) first."))
         return
     try:
-        image = load_image(image_path) if image_path else None
-        model_cfg, tool_cfg, budgets = resolve_settings(app, form)
+        image, (model_cfg, tool_cfg, budgets) = await asyncio.to_thread(lambda: (load_image(image_path) if image_path else None, resolve_settings(app, form)))
         gold = tuple(json.loads(gold_json)) if gold_json else ()
     except Exception as exc:
         yield _message_only(frames, notice_message("⚠ Cannot start", friendly_error(exc)))
         return
 
     if model_cfg.backend == "transformers" and runtime.cached_backend(model_cfg) is None:
-        loaded = yield from _load_visibly(runtime, frames, model_cfg)
-        if not loaded:
+        loading = asyncio.ensure_future(asyncio.to_thread(runtime.backend, model_cfg))
+        loading.add_done_callback(_retrieve)  # the page may be gone before the load ends
+        start = time.monotonic()
+        while not loading.done():
+            text = (
+                f"Loading {model_cfg.model} (first question only; later questions reuse it). "
+                f"{time.monotonic() - start:.0f} s so far. A 7B model takes about a minute on a GPU."
+            )
+            yield _message_only(frames, notice_message("⏳ Loading the model…", text, pending=True), running=True)
+            await asyncio.wait({loading}, timeout=1.0)
+        if loading.exception() is not None:
+            yield _message_only(frames, notice_message("⚠ The model could not be loaded", friendly_error(loading.exception())))
             return
 
     session = (request.session_hash if request is not None else None) or "anonymous"
@@ -140,41 +156,21 @@ def ask_episode(
     view = EpisodeView()
     yield frames.frame(view) + _buttons(True)
     try:
-        for batch in event_batches(lambda: run_whole_episode(req), cancel=cancel, record=runtime.recorder, record_and_wait=runtime.record_and_wait):
-            for event in batch:
-                view.apply(event)
-            yield frames.frame(view) + (_buttons(False) if view.finished is not None else _BUTTONS_AS_THEY_ARE)
+        # aclosing: when the page goes away, the batches close (and cancel the episode) at once, not at garbage collection.
+        batches = event_batches(lambda: run_whole_episode(req), cancel=cancel, record=runtime.recorder, record_and_wait=runtime.record_and_wait)
+        async with aclosing(batches):
+            async for batch in batches:
+                for event in batch:
+                    view.apply(event)
+                yield await frames.next_frame(view) + (_buttons(False) if view.finished is not None else _BUTTONS_AS_THEY_ARE)
     except EpisodeCrashed as exc:
-        yield frames.frame(view, extra_messages=[notice_message("⚠ The episode stopped", str(exc))]) + _buttons(False)
+        yield await frames.next_frame(view, extra_messages=[notice_message("⚠ The episode stopped", str(exc))]) + _buttons(False)
     finally:
         runtime.finish_episode(session, req.episode_id)
     if view.finished is None:  # defensive: the stream ended without a closing event
-        yield frames.frame(view) + _buttons(False)
+        yield await frames.next_frame(view) + _buttons(False)
 
 
-def _load_visibly(runtime: Runtime, frames: PanelFrames, model_cfg: Any) -> Iterator[list[Any]]:
-    """Load the model in a thread while the chat shows what is happening; returns True when loaded."""
-    outcome: dict[str, Any] = {}
-
-    def load() -> None:
-        try:
-            runtime.backend(model_cfg)
-            outcome["ok"] = True
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=load, name="model-load", daemon=True)
-    start = time.monotonic()
-    worker.start()
-    while worker.is_alive():
-        elapsed = time.monotonic() - start
-        text = (
-            f"Loading {model_cfg.model} (first question only; later questions reuse it). "
-            f"{elapsed:.0f} s so far. A 7B model takes about a minute on a GPU."
-        )
-        yield _message_only(frames, notice_message("⏳ Loading the model…", text, pending=True), running=True)
-        worker.join(timeout=1.0)
-    if "error" in outcome:
-        yield _message_only(frames, notice_message("⚠ The model could not be loaded", friendly_error(outcome["error"])))
-        return False
-    return True
+def _retrieve(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()  # marks it retrieved: no "exception was never retrieved" noise when nobody waited

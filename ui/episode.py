@@ -5,17 +5,20 @@ The loop runs in a worker thread. Every event is handed to the trace store's rec
 whatever the page does, so a closed tab or a crashed renderer never loses a trace; the closing event is
 written before the page sees it. The page takes whatever events have piled up since its last update in
 one batch, at most one batch per frame interval (40 ms): when tokens arrive faster than the browser can be
-updated, updates get bigger rather than later. The first event after a quiet spell goes out at once.
+updated, updates get bigger rather than later. The first event after a quiet spell goes out at once. The
+batches are an async generator, driven by the event loop without a thread hop per frame.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import queue
+import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +27,7 @@ from PIL import Image
 from agent.config import ModelConfig, public_config
 from agent.events import EpisodeFinished, Event
 from agent.loop import Budgets, run_episode
+from agent.models.read_pacing import FramePace, paced_by
 from agent.protocol import get_dialect
 from ui.errors import friendly_error
 from ui.gpu import gpu_task
@@ -92,7 +96,84 @@ class _Crash:
     message: str
 
 
-def event_batches(
+class _Mailbox:
+    """What an episode's worker thread hands the page's event loop, and how the loop waits for it.
+
+    A put wakes the loop only when the page waits for it: for any item while the page idles, for the
+    stream's last item while it sleeps out a frame interval. Tokens that arrive mid-frame wake nothing: on
+    a busy machine, waking the event loop from another thread costs more than a token's own work.
+    (asyncio.Queue is not thread-safe, and janus-style queues wake the loop on every put.)
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: deque[Any] = deque()
+        self._lock = threading.Lock()
+        self._last_queued = False
+        self._want: str | None = None  # "any" or "last" while the page waits
+        self._waiter: asyncio.Future | None = None
+
+    def put(self, item: Any) -> None:
+        """From the worker thread."""
+        with self._lock:
+            self._items.append(item)
+            self._last_queued = self._last_queued or _is_last(item)
+            waiter = self._waiter if self._satisfied(self._want) else None
+            if waiter is not None:
+                self._want = self._waiter = None
+        if waiter is not None:
+            try:
+                self._loop.call_soon_threadsafe(_settle, waiter)
+            except RuntimeError:  # the loop is closed (the app is shutting down): nobody is waiting any more
+                pass
+
+    def _satisfied(self, want: str | None) -> bool:
+        return bool(self._items) if want == "any" else want == "last" and self._last_queued
+
+    async def wait(self, want: str, timeout_s: float) -> bool:
+        """Wait until `want` ("any": an item is queued; "last": the stream's last item is) or the timeout;
+        True when it holds."""
+        deadline = self._loop.time() + timeout_s
+        while True:
+            with self._lock:
+                if self._satisfied(want):
+                    return True
+                remaining = deadline - self._loop.time()
+                if remaining <= 0:
+                    return False
+                self._want, self._waiter = want, self._loop.create_future()
+                waiter = self._waiter
+            timer = self._loop.call_later(remaining, _settle, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                with self._lock:
+                    if self._waiter is waiter:
+                        self._want = self._waiter = None
+
+    def take(self) -> list[Any]:
+        """Everything queued, up to and including the stream's first last item."""
+        batch: list[Any] = []
+        with self._lock:
+            while self._items:
+                batch.append(self._items.popleft())
+                if _is_last(batch[-1]):
+                    break
+            self._last_queued = any(_is_last(item) for item in self._items)
+        return batch
+
+    def empty(self) -> bool:
+        with self._lock:
+            return not self._items
+
+
+def _settle(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def event_batches(
     events: Callable[[], Iterator[Event]],
     *,
     cancel: threading.Event,
@@ -100,21 +181,28 @@ def event_batches(
     record_and_wait: Callable[[Event], None] | None = None,
     tick_s: float = 1.0,
     min_interval_s: float = 0.04,
-) -> Iterator[list[Event]]:
+) -> AsyncIterator[list[Event]]:
     """Run `events()` in a worker thread, record each event, and yield lists of the events that arrived
     since the last yield. Yields [] every `tick_s` while nothing arrives (so clocks can advance).
     `record` may queue the write (traces.background); the closing event goes through `record_and_wait`
     (default: `record`), which must return only once it is written.
+
+    An async generator, so the page's frames are made on the event loop: a sync generator would cost
+    Gradio two thread hops per frame, which under load cost more than the frame itself.
 
     The stream always ends with an EpisodeFinished: when the loop did not send one (its generator was
     closed from outside, or it crashed), one is made here, recorded, and yielded, so no trace is left open.
     Closing this generator sets `cancel`; the worker then finishes the episode as cancelled and records it.
     """
     record_final = record_and_wait or record
-    out: queue.SimpleQueue = queue.SimpleQueue()
-    ending = threading.Event()  # set once the stream's last item is queued: cuts a frame's wait short
+    out = _Mailbox(asyncio.get_running_loop())
+    pace = FramePace(min_interval_s)
 
     def work() -> None:
+        with paced_by(pace):
+            _work()
+
+    def _work() -> None:
         view = EpisodeView()
         gen = events()
         try:
@@ -141,7 +229,6 @@ def event_batches(
                 except Exception:  # closing a broken generator must not mask what happened
                     log.debug("closing the episode stream failed", exc_info=True)
             out.put(_END)
-            ending.set()
         if closing is not None:
             _record(record_final, closing)
             out.put(closing)
@@ -149,27 +236,22 @@ def event_batches(
 
     worker = threading.Thread(target=work, name="episode", daemon=True)
     worker.start()
-    last_yield = 0.0
+    last_yield = -math.inf
     try:
         while True:
-            try:
-                first = out.get(timeout=tick_s)
-            except queue.Empty:
-                yield []
-                continue
             # Frames are capped at one per `min_interval_s`, since each re-renders and re-sends the panel:
-            # tokens that arrive meanwhile join the next frame. The wait is one sleep, not a wake-up per
-            # token (on a busy machine a thread's wake-up costs more than the token's own work), and the
-            # stream's end cuts it short.
-            wait = last_yield + min_interval_s - time.monotonic()
-            if wait > 0 and not _is_last(first):
-                ending.wait(wait)
-            batch = [first]
-            while not _is_last(batch[-1]):
-                try:
-                    batch.append(out.get_nowait())
-                except queue.Empty:
-                    break
+            # tokens that arrive meanwhile join the next frame, and the model stream is read just before it
+            # (agent.models.read_pacing). The stream's end cuts a frame's wait short.
+            due = last_yield + min_interval_s
+            if due > time.monotonic():
+                pace.frame_due(due)
+                await out.wait("last", due - time.monotonic())
+            if out.empty():
+                pace.idle()  # a quiet spell: the next event goes out at once
+                if not await out.wait("any", tick_s):
+                    yield []
+                    continue
+            batch = out.take()
             events_now = [e for e in batch if not isinstance(e, _Crash) and e is not _END]
             crash = next((e for e in batch if isinstance(e, _Crash)), None)
             if events_now:
@@ -182,6 +264,7 @@ def event_batches(
             if any(isinstance(e, EpisodeFinished) for e in events_now):
                 return
     finally:
+        pace.idle()  # no reader waits for a frame that will not come
         cancel.set()  # harmless after the end; stops the episode when the page went away mid-way
 
 

@@ -7,6 +7,7 @@ encodes each frame itself and the heavy outputs (the annotated image, the crop) 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +96,8 @@ def panel_values(view: EpisodeView, *, extra_messages: list[dict] | None = None)
 class PanelFrames:
     """The panel's frames for a streaming event registered with `postprocess=False` (the Ask tab).
 
-    Each frame is encoded here with the components' own postprocess (ui.component_io says why). What
+    Each frame is encoded here with the components' own postprocess (ui.component_io says why), the chat
+    message by message, reusing the encoding of messages unchanged since the last frame. What
     depends only on tool results (the two images, the caption, the cards) is rendered when a result
     arrives, not per frame; unchanged, the same payloads go out again (the images' files are already in
     Gradio's cache) and the stream's diff for them is empty. `gr.skip()` would not do: Gradio treats it as
@@ -106,18 +108,16 @@ class PanelFrames:
         self.panel = panel
         self._results_key: tuple | None = None
         self._from_results: tuple[Any, Any, str, str] = (None, None, "", "")
+        self._chat_cache: list[tuple[dict, list[Any]]] = []  # (message, its encoding), by position
 
     def frame(self, view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
         p = self.panel
-        key = results_key(view)
-        if key != self._results_key:
-            annotated, crop, caption = _image_values(view)
-            self._from_results = (payload(p.image, annotated), payload(p.crop, crop), payload(p.crop_caption, caption), payload(p.cards, result_cards_html(view)))
-            self._results_key = key
+        if results_key(view) != self._results_key:
+            self._encode_results(view)
         annotated_out, crop_out, caption_out, cards_out = self._from_results
         messages = chat_messages(view) + list(extra_messages or [])
         return [
-            payload(p.chat, messages),
+            self._chat_payload(messages),
             payload(p.answer, answer_html(view)),
             payload(p.counters, counters_html(view)),
             annotated_out,
@@ -125,3 +125,30 @@ class PanelFrames:
             caption_out,
             cards_out,
         ]
+
+    def _chat_payload(self, messages: list[dict]) -> list[Any]:
+        """`payload(chat, messages)`, encoding only the messages that changed since the last frame (the
+        Chatbot's postprocess works message by message; mid-stream only the live turn changes)."""
+        encoded: list[Any] = []
+        cache: list[tuple[dict, list[Any]]] = []
+        for i, message in enumerate(messages):
+            if i < len(self._chat_cache) and self._chat_cache[i][0] == message:
+                cache.append(self._chat_cache[i])
+            else:
+                cache.append((message, payload(self.panel.chat, [message])))
+            encoded.extend(cache[-1][1])
+        self._chat_cache = cache
+        return encoded
+
+    async def next_frame(self, view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
+        """`frame` for a generator on the event loop: a new result's images are composed and encoded (PNG
+        into Gradio's cache) in a worker thread, so one episode's large image never stalls every page."""
+        if results_key(view) != self._results_key:
+            await asyncio.to_thread(self._encode_results, view)  # the view does not change meanwhile: its owner awaits this
+        return self.frame(view, extra_messages=extra_messages)
+
+    def _encode_results(self, view: EpisodeView) -> None:
+        p = self.panel
+        annotated, crop, caption = _image_values(view)
+        self._from_results = (payload(p.image, annotated), payload(p.crop, crop), payload(p.crop_caption, caption), payload(p.cards, result_cards_html(view)))
+        self._results_key = results_key(view)

@@ -8,6 +8,7 @@ panel gets no key, so a visitor cannot make the server send its key to their own
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -89,15 +90,23 @@ class Runtime:
 
     def warm_up(self, tool_config: Any) -> None:
         """Do at start-up, in the background, what the first episode would otherwise do while others stream:
-        build the launch toolbox and import the page extractor (trafilatura and lxml take about a second)."""
+        build the launch toolbox, the TLS context and import the page extractor (trafilatura and lxml take
+        about a second). Then freeze what exists for the garbage collector (below)."""
+        from agent.tls import shared_ssl_context
         from agent.tools.pages import html_to_text
 
         try:
+            shared_ssl_context()
             if not tool_config.summarises_with_agent_model():
                 self.toolbox(tool_config)
             html_to_text("<html><body><p>warm-up</p></body></html>")
         except Exception:  # a broken tool setting is reported by the episode that uses it, with what to do
             log.debug("warm-up failed", exc_info=True)
+        finally:
+            # What exists now (Gradio, torch, the toolbox) lives as long as the process. Frozen, it is left
+            # out of the collector's full passes, which otherwise walked it all and, under load, stopped
+            # every stream for 150 ms or more (bench/app_load.py).
+            gc.freeze()
 
     # --- recording ----------------------------------------------------------------------------------
 

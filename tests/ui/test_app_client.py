@@ -66,6 +66,31 @@ def test_unreachable_endpoint_is_a_readable_error_and_recorded(stack):
     assert "127.0.0.1:9" in text and "Traceback" not in text
 
 
+def test_stop_cancels_a_streaming_episode_and_it_is_recorded_as_cancelled(stack):
+    from tests.servers.chat_completions import scripted_chat_server
+
+    slow_turn = "<reason>" + " ".join(f"w{i}" for i in range(400)) + "</reason><answer>never</answer>"
+    with scripted_chat_server([slow_turn], token_delay_s=0.02) as slow:  # 8 s of tokens, unless stopped
+        client = Client(stack.url, auth=stack.auth, verbose=False)
+        api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/ask"]["parameters"]
+        args = [p.get("parameter_default") for p in api]
+        labels = [p["label"] for p in api]
+        args[labels.index("Question")] = "Stop me"
+        args[labels.index("Endpoint (openai backend)")] = slow.base_url
+        start = time.monotonic()
+        job = client.submit(*args, api_name="/ask")
+        while "w5 " not in str(job.outputs()[-1][0] if job.outputs() else "") and time.monotonic() - start < 20:
+            time.sleep(0.05)  # tokens are streaming
+        client.predict(api_name="/stop")
+        job.result(timeout=30)
+        assert time.monotonic() - start < 6  # stopped, not streamed to the end
+    final = job.outputs()[-1]
+    assert "w399" not in str(final[0])
+    with sqlite3.connect(stack.db) as db:
+        status = db.execute("select status from episodes where question = 'Stop me'").fetchone()
+    assert status == ("cancelled",)
+
+
 def test_traces_list_and_annotation_api(stack, photo):
     client = Client(stack.url, auth=stack.auth, verbose=False)
     table, count, _runs = client.predict("", "answered", "any", "any", "any", "any", api_name="/list_traces")  # State outputs are not returned

@@ -1,6 +1,7 @@
 """Pure helpers of the app: escaping, settings, pre-flight checks, examples, review forms, the episode driver."""
 
 import argparse
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 
 from agent.config import ModelConfig
 from agent.events import EpisodeFinished, EpisodeStarted, TextDelta, TurnStarted
+from agent.models.read_pacing import current_pace
 from traces.records import AnnotationRecord
 from ui.episode import EpisodeCrashed, event_batches
 from ui.errors import UserFacingError, friendly_error
@@ -126,6 +128,10 @@ def _events(n):
     yield EpisodeFinished("e", "answered", "a", n, 0, n, 0.1, True)
 
 
+async def _collect(batches):
+    return [batch async for batch in batches]
+
+
 def test_event_batches_record_every_event_and_the_end_before_the_page_sees_it():
     recorded, waited = [], []
 
@@ -133,10 +139,34 @@ def test_event_batches_record_every_event_and_the_end_before_the_page_sees_it():
         time.sleep(0.2)  # a slow store: the page must still not see the end before it is written
         waited.append(event)
 
-    batches = list(event_batches(lambda: _events(50), cancel=threading.Event(), record=recorded.append, record_and_wait=record_and_wait))
+    batches = asyncio.run(_collect(event_batches(lambda: _events(50), cancel=threading.Event(), record=recorded.append, record_and_wait=record_and_wait)))
     seen = [e for batch in batches for e in batch]
     assert seen[:-1] == recorded and waited == [seen[-1]] and isinstance(seen[-1], EpisodeFinished) and len(seen) == 102
     assert len(batches) < 10  # 100 events that arrive at once make a few frames, not one frame each
+
+
+def test_a_steady_stream_makes_one_frame_per_interval_its_first_event_at_once_and_paces_its_reads():
+    seen = {"due": False}
+
+    def steady():
+        seen["first"] = time.monotonic()
+        yield EpisodeStarted("e", "q", None, None, "m", "b", "d", {}, started_at=time.time())
+        yield TurnStarted("e", 0)
+        for _ in range(100):
+            time.sleep(0.003)
+            pace = current_pace()  # what the model backend's reads in this thread see
+            seen["due"] = seen["due"] or (pace is not None and pace.read_at(time.monotonic()) > time.monotonic())
+            yield TextDelta("e", 0, "x")
+        yield EpisodeFinished("e", "answered", "a", 1, 0, 100, 0.3, True)
+
+    async def frames():
+        return [(time.monotonic(), batch) async for batch in event_batches(steady, cancel=threading.Event(), record=lambda e: None, min_interval_s=0.05)]
+
+    frames = asyncio.run(frames())
+    assert frames[0][0] - seen["first"] < 0.03  # not held back for a frame: nothing was due
+    assert sum(len(batch) for _, batch in frames) == 103
+    assert len(frames) <= (frames[-1][0] - frames[0][0]) / 0.05 + 3  # at most one frame per interval
+    assert seen["due"]  # the worker's reads were told when the next frame was due
 
 
 def test_md_text_matches_the_per_character_definition():
@@ -161,8 +191,7 @@ def test_a_crashing_episode_is_closed_in_the_trace_and_reported():
 
     recorded = []
     with pytest.raises(EpisodeCrashed, match="tool bug"):
-        for _ in event_batches(broken, cancel=threading.Event(), record=recorded.append):
-            pass
+        asyncio.run(_collect(event_batches(broken, cancel=threading.Event(), record=recorded.append)))
     deadline = time.time() + 2
     while len(recorded) < 2 and time.time() < deadline:
         time.sleep(0.01)
@@ -171,9 +200,13 @@ def test_a_crashing_episode_is_closed_in_the_trace_and_reported():
 
 def test_closing_the_page_stream_cancels_the_episode():
     cancel = threading.Event()
-    gen = event_batches(lambda: _slow(cancel), cancel=cancel, record=lambda e: None, tick_s=0.05)
-    next(gen)
-    gen.close()
+
+    async def open_then_leave():
+        gen = event_batches(lambda: _slow(cancel), cancel=cancel, record=lambda e: None, tick_s=0.05)
+        await anext(gen)
+        await gen.aclose()
+
+    asyncio.run(open_then_leave())
     assert cancel.is_set()
 
 

@@ -9,7 +9,7 @@ from agent.events import TextDelta, ToolFinished
 from tests.traces.helpers import synthetic_episode
 from ui.component_io import payload, preprocessed
 from ui.panel import PanelFrames, build_panel, panel_values
-from ui.render import EpisodeView
+from ui.render import EpisodeView, chat_messages
 
 
 def _panel():
@@ -50,6 +50,18 @@ def test_frames_reuse_result_payloads_until_a_new_result_arrives():
         view.apply(event, now=0.0)
     after = frames.frame(view)
     assert after[6] is not during[6] and "hit 1" in after[6]
+
+
+def test_a_streamed_chat_is_encoded_as_a_whole_chat_would_be_at_every_frame():
+    panel = _panel()
+    frames = PanelFrames(panel)
+    events = synthetic_episode("e-chat")
+    view = EpisodeView()
+    for event in events:  # one frame per event: turns growing, tool blocks turning done, the answer
+        view.apply(event, now=0.0)
+        assert frames.frame(view)[0] == payload(panel.chat, chat_messages(view))
+    notice = {"role": "assistant", "content": "stopped", "metadata": {"title": "⚠ x", "status": "done"}}
+    assert frames.frame(view, extra_messages=[notice])[0] == payload(panel.chat, chat_messages(view) + [notice])
 
 
 def test_inputs_are_preprocessed_as_gradio_would(tmp_path):

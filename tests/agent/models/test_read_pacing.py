@@ -1,0 +1,91 @@
+"""Paced reads: a model stream read under a FramePace takes its tokens once per frame, not once per token,
+loses none of them, and is never held back while the consumer idles."""
+
+import threading
+import time
+
+import httpcore
+import pytest
+
+from agent.models.openai_backend import OpenAIBackend
+from agent.models.read_pacing import FramePace, paced_by
+from tests.servers.chat_completions import scripted_chat_server
+
+WORDS = 40
+TEXT = "<reason>" + " ".join(f"w{i}" for i in range(WORDS)) + "</reason><answer>x</answer>"
+
+
+def test_an_idle_pace_reads_at_once_and_a_due_frame_is_read_just_before():
+    pace = FramePace(0.04, lead_s=0.005)
+    assert pace.read_at(10.0) == 10.0
+    pace.frame_due(10.04)
+    assert pace.read_at(10.0) == pytest.approx(10.035)  # just before the due frame
+    assert pace.read_at(10.036) == pytest.approx(10.075)  # too late for it: just before the one after
+    assert pace.read_at(10.2) == pytest.approx(10.235)  # a late consumer: frames assumed every interval
+    pace.idle()
+    assert pace.read_at(10.2) == 10.2
+
+
+def test_going_idle_cuts_a_readers_wait_short():
+    pace = FramePace(5.0)
+    pace.frame_due(time.monotonic() + 5.0)
+    reader = threading.Thread(target=pace.wait_to_read)
+    start = time.monotonic()
+    reader.start()
+    time.sleep(0.05)
+    pace.idle()
+    reader.join(2.0)
+    assert not reader.is_alive() and time.monotonic() - start < 1.0
+
+
+@pytest.fixture
+def counted_reads(monkeypatch):
+    """Counts the socket reads httpcore makes (its own SyncStream, under the paced wrapper)."""
+    reads = []
+    original = httpcore._backends.sync.SyncStream.read
+
+    def read(self, max_bytes, timeout=None):
+        reads.append(time.monotonic())
+        return original(self, max_bytes, timeout)
+
+    monkeypatch.setattr(httpcore._backends.sync.SyncStream, "read", read)
+    return reads
+
+
+def _stream(backend, pace=None):
+    deltas = []
+
+    def consume():
+        for delta in backend.stream([{"role": "user", "content": "q"}], max_new_tokens=100, stop=[]):
+            deltas.append(delta.text)
+
+    if pace is None:
+        consume()
+    else:
+        with paced_by(pace):
+            consume()
+    return "".join(deltas)
+
+
+def test_a_paced_stream_is_read_once_per_frame_and_loses_no_token(counted_reads):
+    with scripted_chat_server([TEXT], token_delay_s=0.01) as server:  # about 0.45 s of tokens
+        backend = OpenAIBackend("scripted-model", server.base_url)
+        assert _stream(backend) == TEXT
+        unpaced = len(counted_reads)
+        counted_reads.clear()
+        pace = FramePace(0.08)
+        pace.frame_due(time.monotonic() + 0.08)  # a consumer showing a frame every 80 ms from now on
+        assert _stream(backend, pace) == TEXT
+        paced = len(counted_reads)
+        backend.close()
+    assert unpaced >= WORDS / 2  # unpaced, tokens come one read at a time (some may coalesce)
+    assert paced <= 15 < unpaced  # about one read per 80 ms frame, plus the response's head
+
+
+def test_a_stream_outside_any_pace_or_with_an_idle_one_is_not_delayed(counted_reads):
+    with scripted_chat_server([TEXT], token_delay_s=0.0) as server:
+        backend = OpenAIBackend("scripted-model", server.base_url)
+        start = time.monotonic()
+        assert _stream(backend, FramePace(5.0)) == TEXT  # never told of a frame: idle
+        backend.close()
+    assert time.monotonic() - start < 2.0

@@ -1,0 +1,60 @@
+"""The Ask generator on the event loop: a model loaded on the first question shows its progress, then the
+episode streams; a model that cannot load is a readable message, not a traceback."""
+
+import asyncio
+
+import gradio as gr
+
+from agent.events import EpisodeFinished
+from agent.tools.base import Toolbox
+from ui.ask_tab import ask_episode
+from ui.episode import set_runtime
+from ui.panel import PanelFrames, build_panel
+from ui.runtime import Runtime
+from ui.settings import app_config_from_args, build_parser
+
+
+def _app(model: str):
+    args = build_parser().parse_args(["--backend", "transformers", "--model", model, "--examples", "", "--db", ":memory:"])
+    return app_config_from_args(args)
+
+
+def _frames():
+    with gr.Blocks():
+        return PanelFrames(build_panel("t"))
+
+
+def _ask(app, runtime, question="What is this?"):
+    async def collect():
+        form = {"max_response_tokens": 24, "max_turns": 1}
+        return [frame async for frame in ask_episode(app, runtime, _frames(), question, None, "", form, None)]
+
+    return asyncio.run(collect())
+
+
+def _chat_text(frame) -> str:
+    return " ".join(str(m.get("content")) + str((m.get("metadata") or {}).get("title")) for m in frame[0])
+
+
+def _runtime(app, recorded):
+    runtime = Runtime(launch_model=app.model, store=None, recorder=recorded.append, toolbox_factory=lambda tools, backend: Toolbox())
+    set_runtime(runtime)
+    return runtime
+
+
+def test_the_first_question_loads_the_model_visibly_then_streams_the_episode(tiny_vlm_dir):
+    app = _app(str(tiny_vlm_dir))
+    recorded = []
+    frames = _ask(app, _runtime(app, recorded))
+    assert "Loading the model" in _chat_text(frames[0])
+    assert isinstance(recorded[-1], EpisodeFinished)  # the episode ran on the loaded model and was recorded
+    assert frames[-1][-2]["interactive"] is True  # Ask is enabled again at the end
+
+
+def test_a_model_that_cannot_load_is_a_message_with_what_to_do(tmp_path):
+    app = _app(str(tmp_path / "no-such-model"))
+    recorded = []
+    frames = _ask(app, _runtime(app, recorded))
+    last = _chat_text(frames[-1])
+    assert "could not be loaded" in last and "Traceback" not in last
+    assert recorded == []  # nothing ran, nothing was recorded
