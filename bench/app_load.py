@@ -1,15 +1,16 @@
 """20 concurrent sessions through gradio_client against `python app.py` on scripted chat endpoints.
 
 Each session gets its own scripted endpoint (typed into the settings panel, as a user could), so the
-endpoint's emission time of every token is known; the client stamps when each token first shows in the
-streamed chat. The three parties run as separate processes, as they would in production (the endpoints
-on a GPU server, the clients in browsers): the app, one process serving every scripted endpoint, and a
-few client processes. Times are CLOCK_MONOTONIC, which all processes of a machine share.
+endpoint's emission time of every token is known; the client stamps when each token first shows in a
+streamed frame, as the frame arrives (StampedMessages says why not later). The three parties run as
+separate processes, as they would in production (the endpoints on a GPU server, the clients in
+browsers): the app, one process serving every scripted endpoint, and a few client processes. Times are CLOCK_MONOTONIC, which all processes of a machine share.
 
 Prints, last, one JSON line: errors, p50/p95 episode latency, p50/p95 per-token overhead (endpoint emits
 → client receives: the app's own cost, loop + Gradio + localhost network), and the CPU each party used
 over the run (on a 2-core machine the clients and endpoints compete with the app for the same cores).
-Run: python bench/app_load.py [--sessions 20] [--words 60] [--token-delay 0.01] [--client-processes 4]
+Run: python bench/app_load.py [--sessions 20] [--words 200] [--token-delay 0.01] [--ramp 2] [--client-processes 4]
+[--samples-out tokens.jsonl] [--on-go "py-spy record -p {pid} -d 8 -o app.svg"]
 """
 
 import argparse

@@ -4,9 +4,10 @@ to the page in batches.
 The loop runs in a worker thread. Every event is handed to the trace store's recorder as soon as it exists,
 whatever the page does, so a closed tab or a crashed renderer never loses a trace; the closing event is
 written before the page sees it. The page takes whatever events have piled up since its last update in
-one batch, at most one batch per frame interval (40 ms): when tokens arrive faster than the browser can be
-updated, updates get bigger rather than later. The first event after a quiet spell goes out at once. The
-batches are an async generator, driven by the event loop without a thread hop per frame.
+one batch, at most one batch per frame interval (40 ms, longer while the process is busy): when tokens
+arrive faster than the browser can be updated, updates get bigger rather than later. The first event
+after a quiet spell goes out at once. The batches are an async generator, driven by the event loop
+without a thread hop per frame, and the model stream is read once per frame (agent.models.read_pacing).
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ async def event_batches(
     record_and_wait: Callable[[Event], None] | None = None,
     tick_s: float = 1.0,
     min_interval_s: float = 0.04,
+    max_interval_s: float = 0.1,
 ) -> AsyncIterator[list[Event]]:
     """Run `events()` in a worker thread, record each event, and yield lists of the events that arrived
     since the last yield. Yields [] every `tick_s` while nothing arrives (so clocks can advance).
@@ -197,6 +199,7 @@ async def event_batches(
     record_final = record_and_wait or record
     out = _Mailbox(asyncio.get_running_loop())
     pace = FramePace(min_interval_s)
+    interval = min_interval_s
 
     def work() -> None:
         with paced_by(pace):
@@ -239,13 +242,14 @@ async def event_batches(
     last_yield = -math.inf
     try:
         while True:
-            # Frames are capped at one per `min_interval_s`, since each re-renders and re-sends the panel:
-            # tokens that arrive meanwhile join the next frame, and the model stream is read just before it
+            # Frames are capped at one per interval, since each re-renders and re-sends the panel: tokens
+            # that arrive meanwhile join the next frame, and the model stream is read just before it
             # (agent.models.read_pacing). The stream's end cuts a frame's wait short.
-            due = last_yield + min_interval_s
+            due = last_yield + interval
             if due > time.monotonic():
-                pace.frame_due(due)
-                await out.wait("last", due - time.monotonic())
+                pace.frame_due(due, interval)
+                if not await out.wait("last", due - time.monotonic()):
+                    interval = frame_interval(interval, time.monotonic() - due, min_interval_s, max_interval_s)
             if out.empty():
                 pace.idle()  # a quiet spell: the next event goes out at once
                 if not await out.wait("any", tick_s):
@@ -266,6 +270,21 @@ async def event_batches(
     finally:
         pace.idle()  # no reader waits for a frame that will not come
         cancel.set()  # harmless after the end; stops the episode when the page went away mid-way
+
+
+def frame_interval(interval: float, lateness: float, shortest: float, longest: float) -> float:
+    """The next frame interval, given how late the event loop woke for the last frame.
+
+    A late wake-up means the process is busy (the loop has a backlog, or threads hold the GIL); every
+    frame re-renders and re-sends a panel, so each episode then spaces its frames out, up to `longest`,
+    and bigger frames carry the same tokens for less work. On time, it comes back down to `shortest`.
+    Every streaming episode sees the same lateness, so they back off together.
+    """
+    if lateness > 0.25 * interval:
+        return min(longest, interval * 1.25)
+    if lateness < 0.1 * interval:
+        return max(shortest, interval * 0.95)
+    return interval
 
 
 def _is_last(item: object) -> bool:

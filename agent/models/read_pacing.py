@@ -10,7 +10,8 @@ reading more often than it shows. Such a consumer does two things:
 - it binds the pace to the thread that reads the stream, with `paced_by`.
 
 Before a read that would block, the model client's network layer (`PacedNetworkBackend`) then sleeps
-until just before the next frame. That one read takes every token that arrived in the meantime. When no
+until just before the next frame. The reads that follow take every token that arrived in the meantime
+without waiting: one read over plain HTTP, one per TLS record over HTTPS. When no
 pace is bound, or no frame is due (a quiet stream), reads happen at once, so the first token after a
 pause is not held back.
 
@@ -45,8 +46,11 @@ class FramePace:
         self._idle = threading.Event()  # set while no frame is due: it cuts a reader's sleep short
         self._idle.set()
 
-    def frame_due(self, at: float) -> None:
-        """The consumer has shown a frame; the next one is due `at`."""
+    def frame_due(self, at: float, interval_s: float | None = None) -> None:
+        """The consumer has shown a frame; the next one is due `at`, and the ones after every `interval_s`
+        (unchanged when not given)."""
+        if interval_s is not None:
+            self.interval_s = interval_s
         self._due = at
         self._idle.clear()
 
@@ -92,6 +96,7 @@ def paced_by(pace: FramePace) -> Iterator[None]:
 class _PacedStream(httpcore.NetworkStream):
     def __init__(self, inner: httpcore.NetworkStream) -> None:
         self._inner = inner
+        self._poller: Any = None  # made on first use: poll(2), as select(2) fails on descriptors past 1023
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         pace = current_pace()
@@ -107,10 +112,14 @@ class _PacedStream(httpcore.NetworkStream):
         if pending is not None and pending():
             return True
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
+            if not hasattr(select, "poll"):  # Windows
+                return bool(select.select([sock], [], [], 0)[0])
+            if self._poller is None:
+                self._poller = select.poll()
+                self._poller.register(sock, select.POLLIN)
+            return bool(self._poller.poll(0))
         except (OSError, ValueError):
             return True  # a closed socket: let the read report it
-        return bool(readable)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._inner.write(buffer, timeout)

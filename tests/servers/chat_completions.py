@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -86,7 +87,9 @@ def scripted_chat_server(
     *,
     token_delay_s: float = 0.0,
     model: str = "scripted-model",
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[ScriptedServer]:
+    """`tls`: a server-side context (with its certificate loaded) to serve https instead of http."""
     state = ScriptedServer(base_url="")
     lock = threading.Lock()
 
@@ -189,7 +192,9 @@ def scripted_chat_server(
 
     server = _QuietServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    state.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}/v1"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="scripted-chat", daemon=True)
     thread.start()
     try:

@@ -12,7 +12,7 @@ from agent.config import ModelConfig
 from agent.events import EpisodeFinished, EpisodeStarted, TextDelta, TurnStarted
 from agent.models.read_pacing import current_pace
 from traces.records import AnnotationRecord
-from ui.episode import EpisodeCrashed, event_batches
+from ui.episode import EpisodeCrashed, event_batches, frame_interval
 from ui.errors import UserFacingError, friendly_error
 from ui.examples import load_examples
 from ui.preflight import approx_billions, model_problem
@@ -167,6 +167,17 @@ def test_a_steady_stream_makes_one_frame_per_interval_its_first_event_at_once_an
     assert sum(len(batch) for _, batch in frames) == 103
     assert len(frames) <= (frames[-1][0] - frames[0][0]) / 0.05 + 3  # at most one frame per interval
     assert seen["due"]  # the worker's reads were told when the next frame was due
+
+
+def test_frames_space_out_while_the_loop_wakes_late_and_come_back_when_it_is_on_time():
+    interval = 0.04
+    for _ in range(20):
+        interval = frame_interval(interval, lateness=0.03, shortest=0.04, longest=0.1)
+    assert interval == 0.1  # a busy process: bigger, rarer frames, capped
+    for _ in range(40):
+        interval = frame_interval(interval, lateness=0.001, shortest=0.04, longest=0.1)
+    assert interval == 0.04  # on time again: back to the shortest
+    assert frame_interval(0.05, lateness=0.008, shortest=0.04, longest=0.1) == 0.05  # in between: kept
 
 
 def test_md_text_matches_the_per_character_definition():

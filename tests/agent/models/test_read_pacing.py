@@ -1,6 +1,9 @@
 """Paced reads: a model stream read under a FramePace takes its tokens once per frame, not once per token,
 loses none of them, and is never held back while the consumer idles."""
 
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 
@@ -89,3 +92,35 @@ def test_a_stream_outside_any_pace_or_with_an_idle_one_is_not_delayed(counted_re
         assert _stream(backend, FramePace(5.0)) == TEXT  # never told of a frame: idle
         backend.close()
     assert time.monotonic() - start < 2.0
+
+
+@pytest.fixture
+def tls_pair(tmp_path):
+    """A self-signed certificate for 127.0.0.1: (server context, client context trusting it)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(cafile=str(cert))
+    return server, client
+
+
+def test_a_tls_stream_is_paced_too(counted_reads, tls_pair, monkeypatch):
+    server_context, client_context = tls_pair
+    monkeypatch.setattr("agent.models.openai_backend.shared_ssl_context", lambda: client_context)
+    with scripted_chat_server([TEXT], token_delay_s=0.01, tls=server_context) as server:
+        assert server.base_url.startswith("https://")
+        backend = OpenAIBackend("scripted-model", server.base_url)
+        pace = FramePace(0.08)
+        pace.frame_due(time.monotonic() + 0.08)
+        assert _stream(backend, pace) == TEXT
+        backend.close()
+    # A TLS read returns one record (one token) at a time, so count wake-ups: reads after a pause.
+    wakeups = sum(1 for before, after in zip(counted_reads, counted_reads[1:], strict=False) if after - before > 0.003)
+    assert wakeups <= 15  # about one per 80 ms frame over 0.45 s, not one per token
