@@ -214,7 +214,7 @@ def main() -> int:
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the sessions start, evenly spaced (0: all at once)")
     parser.add_argument("--on-go", help="shell command started (not awaited) as the sessions start, {pid} being the app's: a profiler, say")
-    parser.add_argument("--samples-out", type=Path, help="also write every token's (session, word, emitted, received) here as JSON lines")
+    parser.add_argument("--samples-out", type=Path, help="also write every token's [endpoint, word, emitted, received] here as JSON lines")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
 
@@ -262,10 +262,10 @@ def main() -> int:
     ]
     if args.samples_out:
         with args.samples_out.open("w") as f:
-            for i, s in enumerate(ok):
+            for s in ok:
                 for k, t in s["received"].items():
                     if chunk[k] < len(emitted[s["base_url"]]):
-                        f.write(json.dumps([i, k, emitted[s["base_url"]][chunk[k]], t]) + "\n")
+                        f.write(json.dumps([s["base_url"], k, emitted[s["base_url"]][chunk[k]], t]) + "\n")
     for e in errors[:5]:
         print("error:", e, file=sys.stderr)
 

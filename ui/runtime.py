@@ -105,7 +105,8 @@ class Runtime:
         finally:
             # What exists now (Gradio, torch, the toolbox) lives as long as the process. Frozen, it is left
             # out of the collector's full passes, which otherwise walked it all and, under load, stopped
-            # every stream for 150 ms or more (bench/app_load.py).
+            # every stream for 150 ms or more (bench/app_load.py). Start-up's garbage is freed first, once.
+            gc.collect()
             gc.freeze()
 
     # --- recording ----------------------------------------------------------------------------------
