@@ -64,7 +64,7 @@ def build_ask_tab(app: AppConfig, runtime: Runtime, examples: list[Example]) -> 
             yield frame
 
     outputs = [*panel.outputs, ask, stop]
-    # Inputs and frames are processed in the generator's thread (ui.component_io says why).
+    # Inputs are preprocessed (in one worker thread) and frames encoded by `run`, not by Gradio: ui.component_io says why.
     streaming = dict(
         inputs=inputs,
         outputs=outputs,

@@ -104,6 +104,7 @@ class OpenAIBackend:
         self.extra_body = dict(extra_body or {})
         self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         # Paced: a consumer that shows the stream in frames can have it read once per frame (read_pacing).
+        # `verify` is given to the client too, for the proxy transports it mounts from the environment.
         transport = paced_transport(verify=shared_ssl_context())
         self._client = httpx.Client(timeout=self._timeout, follow_redirects=False, verify=shared_ssl_context(), transport=transport)
 

@@ -11,9 +11,8 @@ reading more often than it shows. Such a consumer does two things:
 
 Before a read that would block, the model client's network layer (`PacedNetworkBackend`) then sleeps
 until just before the next frame. The reads that follow take every token that arrived in the meantime
-without waiting: one read over plain HTTP, one per TLS record over HTTPS. When no
-pace is bound, or no frame is due (a quiet stream), reads happen at once, so the first token after a
-pause is not held back.
+without waiting: one read over plain HTTP, one per TLS record over HTTPS. When no pace is bound, or no
+frame is due (a quiet stream), reads happen at once, so the first token after a pause is not held back.
 
 A token that arrives in the last `lead_s` before a frame goes out with the frame after it, so the mean
 added latency is about `lead_s`.
