@@ -224,7 +224,10 @@ def main() -> int:
     endpoints = ctx.Process(target=serve_endpoints, args=(args.sessions, args.words, args.token_delay, child_conn), daemon=True)
     endpoints.start()
     base_urls = endpoints_conn.recv()
-    with app_stack(Path(tempfile.mkdtemp(prefix="app-load-")), auth=None, extra=["--max-concurrent-episodes", str(args.sessions)]) as running:
+    with (
+        tempfile.TemporaryDirectory(prefix="app-load-") as workdir,
+        app_stack(Path(workdir), auth=None, extra=["--max-concurrent-episodes", str(args.sessions)]) as running,
+    ):
         ready, go, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
         # Session k starts k·ramp/sessions seconds after the go (0 = all at once).
         delays = [k * args.ramp / args.sessions for k in range(args.sessions)]
