@@ -2,7 +2,7 @@
 
 These check that the scripts work (a dependency upgrade can break what they reach into, such as
 gradio_client's internals in app_load), not their figures: timings are the scripts' job, on a quiet
-machine. bench/grounding.py is left out: it has no small scale (it times the full-size Grounding DINO).
+machine.
 """
 
 import json
@@ -35,6 +35,7 @@ def test_app_load_measures_every_token_of_every_session():
         ("trace_store.py", ["--episodes", "200", "--rounds", "5", "--append-episodes", "3"], "append_event"),
         ("model_7b.py", ["--scale", "tiny", "--new-tokens", "8", "--image-size", "56"], "time_to_first_token_s"),
         ("text_search_pipeline.py", [], "ratio_to_slowest_page"),
+        ("grounding.py", ["--scale", "tiny", "--runs", "1"], "cpu_s_per_crop_median"),
     ],
 )
 def test_bench_script_runs_at_its_smallest_scale(script, args, key):
