@@ -4,7 +4,8 @@ Each session gets its own scripted endpoint (typed into the settings panel, as a
 endpoint's emission time of every token is known; the client stamps when each token first shows in a
 streamed frame, as the frame arrives (StampedMessages says why not later). The three parties run as
 separate processes, as they would in production (the endpoints on a GPU server, the clients in
-browsers): the app, one process serving every scripted endpoint, and a few client processes. Times are CLOCK_MONOTONIC, which all processes of a machine share.
+browsers): the app, one process serving every scripted endpoint, and a few client processes. Times are
+CLOCK_MONOTONIC, which all processes of a machine share.
 
 Prints, last, one JSON line: errors, p50/p95 episode latency, p50/p95 per-token overhead (endpoint emits
 → client receives: the app's own cost, loop + Gradio + localhost network), and the CPU each party used
