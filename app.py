@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         current_runtime().backend(app.model)
     threading.Thread(target=current_runtime().warm_up, args=(app.tools,), name="warm-up", daemon=True).start()
     host = "localhost" if app.host in ("127.0.0.1", "0.0.0.0") else app.host
-    print(f"DeepMMSearch-R1 studio on http://{host}:{app.port}  (traces: {app.db}; model: {app.model.backend}:{app.model.model})", flush=True)
+    print(
+        f"DeepMMSearch-R1 studio on http://{host}:{app.port}  (traces: {app.db}; model: {app.model.backend}:{app.model.model})",
+        flush=True,
+    )
     try:
         uvicorn.run(server, host=app.host, port=app.port, log_level="warning", timeout_graceful_shutdown=3)
     finally:

@@ -148,7 +148,9 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m agent", description="DeepMMSearch-R1 agent: run episodes and tools.")
+    parser = argparse.ArgumentParser(
+        prog="python -m agent", description="DeepMMSearch-R1 agent: run episodes and tools."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     tiny = sub.add_parser("tiny", help="write tiny random-weight checkpoints (VLM + Grounding DINO) for smoke tests")
@@ -170,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.set_defaults(func=_ask)
 
     # Listed for --help only: main() hands `search ...` to agent.search_cli untouched, flags and all.
-    sub.add_parser("search", help="run one tool by hand: search text QUERY | image PATH | build-corpus (see `search --help`)")
+    sub.add_parser(
+        "search", help="run one tool by hand: search text QUERY | image PATH | build-corpus (see `search --help`)"
+    )
     return parser
 
 

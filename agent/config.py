@@ -20,17 +20,35 @@ DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backend: Literal["transformers", "openai"] = field(default="transformers", metadata={"help": "transformers (local weights) or openai (any OpenAI-compatible server: vLLM, SGLang, hosted)"})
-    model: str = field(default=DEFAULT_MODEL, metadata={"help": "hub id or local directory (transformers), or the served model name (openai)"})
-    base_url: str = field(default="http://127.0.0.1:8000/v1", metadata={"help": "OpenAI-compatible base URL, e.g. a vLLM server (env OPENAI_BASE_URL)"})
+    backend: Literal["transformers", "openai"] = field(
+        default="transformers",
+        metadata={
+            "help": "transformers (local weights) or openai (any OpenAI-compatible server: vLLM, SGLang, hosted)"
+        },
+    )
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "hub id or local directory (transformers), or the served model name (openai)"},
+    )
+    base_url: str = field(
+        default="http://127.0.0.1:8000/v1",
+        metadata={"help": "OpenAI-compatible base URL, e.g. a vLLM server (env OPENAI_BASE_URL)"},
+    )
     device: str | None = field(default=None, metadata={"help": "cuda, cuda:1 or cpu; default: cuda when present"})
     dtype: str | None = field(default=None, metadata={"help": "torch dtype; default bfloat16 on GPU, float32 on CPU"})
-    min_pixels: int | None = field(default=None, metadata={"help": "lower bound on image pixels after resizing (processor default when unset)"})
-    max_pixels: int | None = field(default=1280 * 28 * 28, metadata={"help": "upper bound on image pixels after resizing; bounds vision tokens and memory"})
+    min_pixels: int | None = field(
+        default=None, metadata={"help": "lower bound on image pixels after resizing (processor default when unset)"}
+    )
+    max_pixels: int | None = field(
+        default=1280 * 28 * 28,
+        metadata={"help": "upper bound on image pixels after resizing; bounds vision tokens and memory"},
+    )
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature; 0 is greedy"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling"})
     dialect: str = field(default="deepmmsearch", metadata={"help": f"protocol dialect: {', '.join(DIALECTS)}"})
-    prompts_file: str | None = field(default=None, metadata={"help": "TOML file overriding the dialect's prompts (keys of agent.protocol.Prompts)"})
+    prompts_file: str | None = field(
+        default=None, metadata={"help": "TOML file overriding the dialect's prompts (keys of agent.protocol.Prompts)"}
+    )
 
     def __post_init__(self) -> None:
         if self.backend not in ("transformers", "openai"):

@@ -19,7 +19,9 @@ class ImageError(ValueError):
 
 def load_image(source: str | Path | bytes | Image.Image, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Open a path, bytes or PIL image as an upright 8-bit RGB image, or raise ImageError."""
-    name = "image bytes" if isinstance(source, bytes) else str(source) if not isinstance(source, Image.Image) else "image"
+    name = (
+        "image bytes" if isinstance(source, bytes) else str(source) if not isinstance(source, Image.Image) else "image"
+    )
     if isinstance(source, Image.Image):
         image = source
     else:
@@ -66,7 +68,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
         # 16-bit and float greyscale: scale the actual range into 0-255 instead of clipping to white.
         lo, hi = image.getextrema()
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        image = image.point(lambda v: (v - lo) * scale, "F") if image.mode != "F" else image.point(lambda v: (v - lo) * scale)
+        image = (
+            image.point(lambda v: (v - lo) * scale, "F")
+            if image.mode != "F"
+            else image.point(lambda v: (v - lo) * scale)
+        )
         image = image.convert("L")
     if image.mode == "P":
         image = image.convert("RGBA")

@@ -199,7 +199,12 @@ class _Episode:
             self._check_cancel()
             remaining = budgets.max_response_tokens - self.response_tokens
             if remaining <= 0:
-                yield BudgetExhausted(self.episode_id, self.turn, "response_tokens", f"all {budgets.max_response_tokens} response tokens are spent")
+                yield BudgetExhausted(
+                    self.episode_id,
+                    self.turn,
+                    "response_tokens",
+                    f"all {budgets.max_response_tokens} response tokens are spent",
+                )
                 raise _Finish("budget_exhausted", "response token budget spent")
             index = self.turn
             self.turn += 1
@@ -208,17 +213,33 @@ class _Episode:
             parsed = self.dialect.parse_turn(self.dialect.close_unterminated_action(text))
             self.messages.append({"role": "assistant", "content": text})
             yield ActionParsed(
-                self.episode_id, index, parsed.action, parsed.argument, parsed.reason, text, parsed.format_ok, parsed.error, tokens, latency
+                self.episode_id,
+                index,
+                parsed.action,
+                parsed.argument,
+                parsed.reason,
+                text,
+                parsed.format_ok,
+                parsed.error,
+                tokens,
+                latency,
             )
             if not parsed.format_ok:
                 self.all_turns_ok = False
                 if self.response_tokens >= budgets.max_response_tokens:
-                    yield BudgetExhausted(self.episode_id, index, "response_tokens", f"all {budgets.max_response_tokens} response tokens are spent")
+                    yield BudgetExhausted(
+                        self.episode_id,
+                        index,
+                        "response_tokens",
+                        f"all {budgets.max_response_tokens} response tokens are spent",
+                    )
                     raise _Finish("budget_exhausted", "response token budget spent mid-turn")
                 retries_left = budgets.max_format_retries - self.format_retries_used
                 yield FormatError(self.episode_id, index, parsed.error or "malformed turn", text, max(retries_left, 0))
                 if retries_left <= 0:
-                    raise _Finish("format_error", f"malformed turn after {budgets.max_format_retries} retries: {parsed.error}")
+                    raise _Finish(
+                        "format_error", f"malformed turn after {budgets.max_format_retries} retries: {parsed.error}"
+                    )
                 self.format_retries_used += 1
                 self._say(self.dialect.render_format_error(parsed.error or "malformed turn"))
                 continue
@@ -232,7 +253,9 @@ class _Episode:
         pieces: list[str] = []
         tokens = 0
         start = time.monotonic()
-        stream = self.model.stream(self.messages, max_new_tokens=max_new_tokens, stop=self.dialect.stop_sequences, cancel=self.cancel)
+        stream = self.model.stream(
+            self.messages, max_new_tokens=max_new_tokens, stop=self.dialect.stop_sequences, cancel=self.cancel
+        )
         try:
             for delta in stream:
                 tokens += delta.tokens
@@ -259,9 +282,13 @@ class _Episode:
         refusal = None
         budget_name = None
         if self.tool_calls >= budgets.max_tool_calls:
-            refusal, budget_name = self.dialect.prompts.tool_budget_spent.format(max_tool_calls=budgets.max_tool_calls), "tool_calls"
+            refusal, budget_name = (
+                self.dialect.prompts.tool_budget_spent.format(max_tool_calls=budgets.max_tool_calls),
+                "tool_calls",
+            )
         elif kind != "text_search" and (
-            self.image_searches >= budgets.max_image_searches or (self.dialect.image_search_first_turn_only and index > 0)
+            self.image_searches >= budgets.max_image_searches
+            or (self.dialect.image_search_first_turn_only and index > 0)
         ):
             refusal, budget_name = self.dialect.prompts.image_budget_spent, "image_search"
         if refusal is not None:
@@ -309,17 +336,27 @@ class _Episode:
         tools = self.tools
         if kind == "text_search":
             if tools.text_search is None:
-                return ToolResult(provider="off", error="text search is off: " + tools.off_reasons.get("text_search", "no provider configured"))
+                return ToolResult(
+                    provider="off",
+                    error="text search is off: " + tools.off_reasons.get("text_search", "no provider configured"),
+                )
             return run_sync(tools.text_search.search_text(argument, question=self.question), cancel=self.cancel)
         if self.image is None:
             return ToolResult(provider=self._provider(kind), error="there is no image in this episode to search with")
         if tools.image_search is None:
-            return ToolResult(provider="off", error="image search is off: " + tools.off_reasons.get("image_search", "no provider configured"))
+            return ToolResult(
+                provider="off",
+                error="image search is off: " + tools.off_reasons.get("image_search", "no provider configured"),
+            )
         if kind == "image_search_whole":
             result = run_sync(tools.image_search.search_image(self.image, question=self.question), cancel=self.cancel)
             return dataclasses.replace(result, crop_box=Box(0, 0, self.image.width, self.image.height))
         if tools.grounder is None:
-            return ToolResult(provider="off", error="region search needs grounding, which is off: " + tools.off_reasons.get("grounding", "no grounding model configured"))
+            return ToolResult(
+                provider="off",
+                error="region search needs grounding, which is off: "
+                + tools.off_reasons.get("grounding", "no grounding model configured"),
+            )
         grounding = tools.grounder.ground(self.image, argument)
         if grounding.error is not None:
             return ToolResult(provider=tools.grounder.name, error=grounding.error)

@@ -53,7 +53,9 @@ class Prompts:
     def with_overrides(self, overrides: dict[str, Any]) -> Prompts:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise ValueError(f"unknown prompt keys {sorted(unknown)}; known: {[f.name for f in dataclasses.fields(self)]}")
+            raise ValueError(
+                f"unknown prompt keys {sorted(unknown)}; known: {[f.name for f in dataclasses.fields(self)]}"
+            )
         bad = [k for k, v in overrides.items() if not isinstance(v, str)]
         if bad:
             raise ValueError(f"prompt overrides must be strings: {bad}")
@@ -68,13 +70,13 @@ DEEPMMSEARCH_PROMPTS = Prompts(
         "one action and nothing after it:\n"
         "- <text_search>query</text_search>: search the web. Write a specific, self-contained query.\n"
         "- <img_search>referring expression</img_search>: locate the described part of the image (for example "
-        "\"the logo on the player's shirt\"), crop it and run a reverse image search on the crop. Use it when "
+        '"the logo on the player\'s shirt"), crop it and run a reverse image search on the crop. Use it when '
         "one object or region matters.\n"
         "- <img_search><img></img_search>: run a reverse image search on the whole image.\n"
         "- <answer>final answer</answer>: give a short final answer and stop.\n\n"
         "Results come back inside <information> and </information>. You may search with an image at most once "
         "and call tools at most {max_tool_calls} times. If the information is not enough, answer "
-        f"\"{GIVE_UP_ANSWER}\"."
+        f'"{GIVE_UP_ANSWER}".'
     ),
     user="Question: {question}",
     after_image_search=(
@@ -82,7 +84,7 @@ DEEPMMSEARCH_PROMPTS = Prompts(
     ),
     after_text_search=(
         "If this answers the question, give the answer. Otherwise refine your query and search again, or "
-        f"answer \"{GIVE_UP_ANSWER}\"."
+        f'answer "{GIVE_UP_ANSWER}".'
     ),
     format_error=(
         "Your last turn did not follow the required format ({error}). Write <reason>...</reason> followed by "
@@ -251,7 +253,9 @@ _TAG_RES: dict[str, re.Pattern[str]] = {}
 def _tag_re(dialect: Dialect) -> re.Pattern[str]:
     pattern = _TAG_RES.get(dialect.name)
     if pattern is None:
-        names = sorted({"reason", "information", "img", "search", "img_search", *dialect.action_tags}, key=len, reverse=True)
+        names = sorted(
+            {"reason", "information", "img", "search", "img_search", *dialect.action_tags}, key=len, reverse=True
+        )
         pattern = re.compile(r"<(/?)(" + "|".join(names) + r")>")
         _TAG_RES[dialect.name] = pattern
     return pattern
@@ -279,7 +283,9 @@ def _parse(dialect: Dialect, text: str) -> ParsedTurn:
         return _bad("unclosed <reason>")
     close = tags[1]
     if close.group(0) != "</reason>":
-        return _bad(f"{close.group(0)} inside <reason>" if not close.group(1) else f"unexpected {close.group(0)} in <reason>")
+        return _bad(
+            f"{close.group(0)} inside <reason>" if not close.group(1) else f"unexpected {close.group(0)} in <reason>"
+        )
     reason = body[first.end() : close.start()].strip()
     if not reason:
         return _bad("empty <reason>")

@@ -33,13 +33,19 @@ def _parser() -> argparse.ArgumentParser:
     add_tool_arguments(text)
     image = sub.add_parser("image", help="reverse image search on an image or a grounded region of it")
     image.add_argument("path")
-    image.add_argument("--region", default=None, help="referring expression: ground it with Grounding DINO and search the crop")
+    image.add_argument(
+        "--region", default=None, help="referring expression: ground it with Grounding DINO and search the crop"
+    )
     image.add_argument("--provider", choices=IMAGE_PROVIDERS, help="shortcut for --image-search")
-    image.add_argument("--question", default="What is shown in this image?", help="the question the summary should answer")
+    image.add_argument(
+        "--question", default="What is shown in this image?", help="the question the summary should answer"
+    )
     image.add_argument("--save-crop", default=None, help="write the searched crop to this PNG path")
     image.add_argument("--json", action="store_true", help="print one JSON object")
     add_tool_arguments(image)
-    corpus = sub.add_parser("build-corpus", help="build a local FTS5 corpus from JSONL ({text, title?, url?, id?} per line)")
+    corpus = sub.add_parser(
+        "build-corpus", help="build a local FTS5 corpus from JSONL ({text, title?, url?, id?} per line)"
+    )
     corpus.add_argument("jsonl")
     corpus.add_argument("db")
     return parser
@@ -79,7 +85,10 @@ def _print_result(result: ToolResult, out: TextIO) -> None:
 
 def _emit(result: ToolResult, args: argparse.Namespace, out: TextIO, extra: dict[str, Any] | None = None) -> int:
     if args.json:
-        print(json.dumps({"command": args.command, **(extra or {}), "result": result_dict(result)}, ensure_ascii=False), file=out)
+        print(
+            json.dumps({"command": args.command, **(extra or {}), "result": result_dict(result)}, ensure_ascii=False),
+            file=out,
+        )
     else:
         _print_result(result, out)
     return 0 if result.error is None else 1
@@ -90,7 +99,9 @@ def _run_text(args: argparse.Namespace, out: TextIO) -> int:
         args.text_search = args.provider
     toolbox = build_toolbox(tool_config_from_args(args))
     if toolbox.text_search is None:
-        result = ToolResult(provider="off", error="text search is off: " + toolbox.off_reasons.get("text_search", "not configured"))
+        result = ToolResult(
+            provider="off", error="text search is off: " + toolbox.off_reasons.get("text_search", "not configured")
+        )
     else:
         result = run_sync(toolbox.text_search.search_text(args.query, question=args.question or args.query))
     return _emit(result, args, out, {"query": args.query})
@@ -111,12 +122,26 @@ def _run_image(args: argparse.Namespace, out: TextIO) -> int:
         return 2
     toolbox = build_toolbox(tool_config_from_args(args))
     if toolbox.image_search is None:
-        return _emit(ToolResult(provider="off", error="image search is off: " + toolbox.off_reasons.get("image_search", "not configured")), args, out)
+        return _emit(
+            ToolResult(
+                provider="off",
+                error="image search is off: " + toolbox.off_reasons.get("image_search", "not configured"),
+            ),
+            args,
+            out,
+        )
     start = time.monotonic()
     crop, box, grounding = image, Box(0, 0, image.width, image.height), None
     if args.region is not None:
         if toolbox.grounder is None:
-            return _emit(ToolResult(provider="off", error="region search needs grounding: " + toolbox.off_reasons.get("grounding", "off")), args, out)
+            return _emit(
+                ToolResult(
+                    provider="off",
+                    error="region search needs grounding: " + toolbox.off_reasons.get("grounding", "off"),
+                ),
+                args,
+                out,
+            )
         grounding = toolbox.grounder.ground(image, args.region)
         if grounding.error is not None:
             return _emit(ToolResult(provider=toolbox.grounder.name, error=grounding.error), args, out)
@@ -133,7 +158,11 @@ def _run_image(args: argparse.Namespace, out: TextIO) -> int:
         grounding_score=grounding.score if grounding else None,
         grounding_note=grounding.note if grounding else "",
     )
-    extra = {"path": args.path, "region": args.region, "grounding_latency_s": grounding.latency_s if grounding else None}
+    extra = {
+        "path": args.path,
+        "region": args.region,
+        "grounding_latency_s": grounding.latency_s if grounding else None,
+    }
     return _emit(result, args, out, extra)
 
 

@@ -81,7 +81,10 @@ def serve_endpoints(sessions: int, words: int, token_delay: float, conn) -> None
     from tests.servers.chat_completions import scripted_chat_server
 
     with ExitStack() as stack:
-        servers = [stack.enter_context(scripted_chat_server(turns_for(words), token_delay_s=token_delay)) for _ in range(sessions)]
+        servers = [
+            stack.enter_context(scripted_chat_server(turns_for(words), token_delay_s=token_delay))
+            for _ in range(sessions)
+        ]
         conn.send([s.base_url for s in servers])
         conn.recv()  # the run is over
         conn.send({s.base_url: list(s.emitted_at) for s in servers})
@@ -115,7 +118,11 @@ class StampedMessages(deque):
         self.stamps: list[float] = []
 
     def append(self, message) -> None:
-        if isinstance(message, dict) and message.get("msg") != "process_completed" and (message.get("output") or {}).get("data"):
+        if (
+            isinstance(message, dict)
+            and message.get("msg") != "process_completed"
+            and (message.get("output") or {}).get("data")
+        ):
             self.stamps.append(time.monotonic())
         super().append(message)
 
@@ -177,7 +184,16 @@ def session(client, base_url: str, words: int, delay: float, ready, go, out: lis
                 received[k] = stamp
             seen = max(seen, top)
         error = None if seen >= 2 * words else f"saw {seen} of {2 * words} tokens"
-        out.append({"base_url": base_url, "latency": latency, "received": received, "error": error, "start": start, "end": start + latency})
+        out.append(
+            {
+                "base_url": base_url,
+                "latency": latency,
+                "received": received,
+                "error": error,
+                "start": start,
+                "end": start + latency,
+            }
+        )
     except Exception as exc:  # counted, not raised: the figure is the error count
         ready.release()  # (a second release after a late failure is harmless: nobody waits any more)
         out.append({"base_url": base_url, "error": f"{type(exc).__name__}: {exc}"})
@@ -196,7 +212,10 @@ def run_clients(url: str, base_urls: list[str], delays: list[float], words: int,
     # download_files=False: a browser fetches an image once; gradio_client would re-download it per frame.
     clients = [Client(url, verbose=False, download_files=False) for _ in base_urls]
     out: list = []
-    threads = [threading.Thread(target=session, args=(c, b, words, d, ready, go, out)) for c, b, d in zip(clients, base_urls, delays, strict=True)]
+    threads = [
+        threading.Thread(target=session, args=(c, b, words, d, ready, go, out))
+        for c, b, d in zip(clients, base_urls, delays, strict=True)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -210,19 +229,32 @@ def run_clients(url: str, base_urls: list[str], delays: list[float], words: int,
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=20)
-    parser.add_argument("--words", type=int, default=200, help="streamed words (tokens) per turn; two turns per episode")
+    parser.add_argument(
+        "--words", type=int, default=200, help="streamed words (tokens) per turn; two turns per episode"
+    )
     parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between tokens at the endpoint")
     parser.add_argument("--client-processes", type=int, default=4)
-    parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the sessions start, evenly spaced (0: all at once)")
-    parser.add_argument("--on-go", help="shell command started (not awaited) as the sessions start, {pid} being the app's: a profiler, say")
-    parser.add_argument("--samples-out", type=Path, help="also write every token's [endpoint, word, emitted, received] here as JSON lines")
+    parser.add_argument(
+        "--ramp", type=float, default=2.0, help="seconds over which the sessions start, evenly spaced (0: all at once)"
+    )
+    parser.add_argument(
+        "--on-go",
+        help="shell command started (not awaited) as the sessions start, {pid} being the app's: a profiler, say",
+    )
+    parser.add_argument(
+        "--samples-out",
+        type=Path,
+        help="also write every token's [endpoint, word, emitted, received] here as JSON lines",
+    )
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
 
     from tests.ui.stack import app_stack
 
     endpoints_conn, child_conn = ctx.Pipe()
-    endpoints = ctx.Process(target=serve_endpoints, args=(args.sessions, args.words, args.token_delay, child_conn), daemon=True)
+    endpoints = ctx.Process(
+        target=serve_endpoints, args=(args.sessions, args.words, args.token_delay, child_conn), daemon=True
+    )
     endpoints.start()
     base_urls = endpoints_conn.recv()
     with (
@@ -232,8 +264,17 @@ def main() -> int:
         ready, go, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
         # Session k starts k·ramp/sessions seconds after the go (0 = all at once).
         delays = [k * args.ramp / args.sessions for k in range(args.sessions)]
-        shares = [(base_urls[i :: args.client_processes], delays[i :: args.client_processes]) for i in range(args.client_processes)]
-        clients = [ctx.Process(target=run_clients, args=(running.url, urls, waits, args.words, ready, go, results), daemon=True) for urls, waits in shares if urls]
+        shares = [
+            (base_urls[i :: args.client_processes], delays[i :: args.client_processes])
+            for i in range(args.client_processes)
+        ]
+        clients = [
+            ctx.Process(
+                target=run_clients, args=(running.url, urls, waits, args.words, ready, go, results), daemon=True
+            )
+            for urls, waits in shares
+            if urls
+        ]
         for c in clients:
             c.start()
         for _ in base_urls:  # every session connected, its page open and its arguments ready
@@ -274,7 +315,9 @@ def main() -> int:
         print("error:", e, file=sys.stderr)
 
     def cpu_share(name: str) -> float | None:
-        spent = [a - b for a, b in zip(cpu_after[name], cpu_before[name], strict=True) if a is not None and b is not None]
+        spent = [
+            a - b for a, b in zip(cpu_after[name], cpu_before[name], strict=True) if a is not None and b is not None
+        ]
         return round(sum(spent) / wall, 2) if spent else None
 
     # How many episodes ran at once: the most, and on average over the time any ran (sampled every 10 ms).

@@ -41,9 +41,18 @@ def measure(grounder: GroundingDinoGrounder, runs: int) -> list[float]:
     return times
 
 
-def grounder_for(device: str, settings: GroundingSettings, tokenizer_dir: Path, model: GroundingDinoForObjectDetection) -> GroundingDinoGrounder:
-    size = {"shortest_edge": settings.cpu_short_side, "longest_edge": settings.cpu_long_side} if device == "cpu" else {"shortest_edge": 800, "longest_edge": 1333}
-    processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessorPil(size=size), tokenizer=AutoTokenizer.from_pretrained(tokenizer_dir))
+def grounder_for(
+    device: str, settings: GroundingSettings, tokenizer_dir: Path, model: GroundingDinoForObjectDetection
+) -> GroundingDinoGrounder:
+    size = (
+        {"shortest_edge": settings.cpu_short_side, "longest_edge": settings.cpu_long_side}
+        if device == "cpu"
+        else {"shortest_edge": 800, "longest_edge": 1333}
+    )
+    processor = GroundingDinoProcessor(
+        image_processor=GroundingDinoImageProcessorPil(size=size),
+        tokenizer=AutoTokenizer.from_pretrained(tokenizer_dir),
+    )
     grounder = GroundingDinoGrounder(settings)
     grounder._loaded = (processor, model, device)  # what _load returns, minus the download
     return grounder
@@ -69,7 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
         figures = {
             "bench": "grounding",
             "scale": args.scale,
-            "model": "GroundingDinoConfig() random weights (Swin-T + BERT-base)" if args.scale == "full" else "tiny local Grounding DINO",
+            "model": "GroundingDinoConfig() random weights (Swin-T + BERT-base)"
+            if args.scale == "full"
+            else "tiny local Grounding DINO",
             "params_m": round(params / 1e6, 1),
             "build_s": round(build_s, 2),
             "cpu_threads": torch.get_num_threads(),

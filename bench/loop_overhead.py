@@ -73,7 +73,11 @@ class InstantTools:
         self.excluded = excluded
 
     async def search_text(self, query, *, question):
-        return ToolResult(provider=self.provider, items=(ResultItem(title=query, snippet="s", url="https://example.org"),), summary="A summary. " * 10)
+        return ToolResult(
+            provider=self.provider,
+            items=(ResultItem(title=query, snippet="s", url="https://example.org"),),
+            summary="A summary. " * 10,
+        )
 
     async def search_image(self, image, *, question):
         return ToolResult(provider=self.provider, items=(ResultItem(title="hit"),), summary="An image summary.")
@@ -111,7 +115,9 @@ def main() -> None:
                 "episodes": args.episodes,
                 "turns_per_episode": len(TURNS),
                 "overhead_ms_per_turn_median": round(median_ms, 3),
-                "overhead_ms_per_turn_p95": round(sorted(per_turn_overhead)[int(0.95 * len(per_turn_overhead)) - 1] * 1000, 3),
+                "overhead_ms_per_turn_p95": round(
+                    sorted(per_turn_overhead)[int(0.95 * len(per_turn_overhead)) - 1] * 1000, 3
+                ),
                 "wall_ms_per_turn_median": round(statistics.median(per_turn_wall) * 1000, 3),
                 "target_ms": 3.0,
                 "meets_target": median_ms <= 3.0,

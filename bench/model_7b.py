@@ -73,7 +73,9 @@ def build(scale: str, device: str):
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
     image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": 3136, "longest_edge": 1280 * 28 * 28})
-    processor = QwenVLImageProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN_VL_CHAT_TEMPLATE)
+    processor = QwenVLImageProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN_VL_CHAT_TEMPLATE
+    )
     return model.eval(), processor, dtype
 
 
@@ -106,7 +108,10 @@ def main() -> None:
     image = Image.new("RGB", (args.image_size, args.image_size), (200, 30, 30))
     messages = [
         {"role": "system", "content": "You are a research assistant."},
-        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "Question: what is shown here?"}]},
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": image}, {"type": "text", "text": "Question: what is shown here?"}],
+        },
     ]
     vision_tokens = int((backend.prepare(messages)["input_ids"] == processor.image_token_id).sum())
     # Warm-up turn: CUDA kernels, allocator.

@@ -95,7 +95,9 @@ class BackgroundRecorder:
             self.recorder(event)
         except BaseException as exc:  # one failed write must not stop the recording of every other episode
             if waiter is None:
-                log.exception("could not record %s of episode %s", type(event).__name__, getattr(event, "episode_id", "?"))
+                log.exception(
+                    "could not record %s of episode %s", type(event).__name__, getattr(event, "episode_id", "?")
+                )
             else:
                 waiter.error = exc
         finally:

@@ -68,8 +68,10 @@ def build_blocks(app: AppConfig, runtime: Runtime) -> gr.Blocks:
     labels = ensure_labels(runtime.store, app)
     with gr.Blocks(title=TITLE, fill_width=True) as demo:
         with gr.Row():
-            gr.Markdown(f"## {TITLE}\nAsk a question about an image and watch the agent reason, search the web, crop and answer. "
-                        "Every episode is recorded for review in the Traces tab.")
+            gr.Markdown(
+                f"## {TITLE}\nAsk a question about an image and watch the agent reason, search the web, crop and answer. "
+                "Every episode is recorded for review in the Traces tab."
+            )
             if app.oauth:
                 gr.LoginButton(size="sm")
         with gr.Tabs():
@@ -78,7 +80,9 @@ def build_blocks(app: AppConfig, runtime: Runtime) -> gr.Blocks:
             with gr.Tab("Traces", id="traces") as traces_tab:
                 traces = build_traces_tab(app, runtime.store, labels)
         refresh_fn, refresh_inputs, refresh_outputs = traces["refresh"]
-        traces_tab.select(refresh_fn, refresh_inputs, refresh_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
+        traces_tab.select(
+            refresh_fn, refresh_inputs, refresh_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False
+        )
         whoami, who = traces["who"]
         demo.load(whoami, None, who, api_name=False)
     # Episodes have their own concurrency limit (ask_tab); everything else gets a few workers of its own.

@@ -32,9 +32,13 @@ ASK_LABEL, STOP_LABEL = "Ask", "Stop"
 def build_ask_tab(app: AppConfig, runtime: Runtime, examples: list[Example]) -> dict[str, Any]:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=280):
-            image = gr.Image(label="Image", type="filepath", elem_id="ask-input-image", height=260, sources=["upload", "clipboard"])
+            image = gr.Image(
+                label="Image", type="filepath", elem_id="ask-input-image", height=260, sources=["upload", "clipboard"]
+            )
         with gr.Column(scale=3, min_width=320):
-            question = gr.Textbox(label="Question", placeholder="What is this building dedicated to?", lines=2, elem_id="ask-question")
+            question = gr.Textbox(
+                label="Question", placeholder="What is this building dedicated to?", lines=2, elem_id="ask-question"
+            )
             gold = gr.Textbox(visible=False, elem_id="ask-gold")  # gold answers of a picked example (JSON list)
             with gr.Row():
                 ask = gr.Button(ASK_LABEL, variant="primary", elem_id="ask-button")
@@ -58,9 +62,13 @@ def build_ask_tab(app: AppConfig, runtime: Runtime, examples: list[Example]) -> 
 
     async def run(data: dict, request: gr.Request) -> AsyncIterator[list[Any]]:
         # Preprocessing may open the upload: in a worker thread, off the event loop that serves every page.
-        values = await asyncio.to_thread(lambda: {component: preprocessed(component, value) for component, value in data.items()})
+        values = await asyncio.to_thread(
+            lambda: {component: preprocessed(component, value) for component, value in data.items()}
+        )
         form = {key: values[component] for key, component in zip(settings.keys, settings.components, strict=True)}
-        async for frame in ask_episode(app, runtime, PanelFrames(panel), values[question], values[image], values[gold], form, request):
+        async for frame in ask_episode(
+            app, runtime, PanelFrames(panel), values[question], values[image], values[gold], form, request
+        ):
             yield frame
 
     outputs = [*panel.outputs, ask, stop]
@@ -118,10 +126,14 @@ async def ask_episode(
     """
     question = (question or "").strip()
     if not question:
-        yield _message_only(frames, notice_message("⚠ Nothing to ask", "Type a question (and usually upload an image) first."))
+        yield _message_only(
+            frames, notice_message("⚠ Nothing to ask", "Type a question (and usually upload an image) first.")
+        )
         return
     try:
-        image, (model_cfg, tool_cfg, budgets) = await asyncio.to_thread(lambda: (load_image(image_path) if image_path else None, resolve_settings(app, form)))
+        image, (model_cfg, tool_cfg, budgets) = await asyncio.to_thread(
+            lambda: (load_image(image_path) if image_path else None, resolve_settings(app, form))
+        )
         gold = tuple(json.loads(gold_json)) if gold_json else ()
     except Exception as exc:
         yield _message_only(frames, notice_message("⚠ Cannot start", friendly_error(exc)))
@@ -139,7 +151,9 @@ async def ask_episode(
             yield _message_only(frames, notice_message("⏳ Loading the model…", text, pending=True), running=True)
             await asyncio.wait({loading}, timeout=1.0)
         if loading.exception() is not None:
-            yield _message_only(frames, notice_message("⚠ The model could not be loaded", friendly_error(loading.exception())))
+            yield _message_only(
+                frames, notice_message("⚠ The model could not be loaded", friendly_error(loading.exception()))
+            )
             return
 
     session = (request.session_hash if request is not None else None) or "anonymous"
@@ -150,21 +164,33 @@ async def ask_episode(
         tools=tool_cfg,
         budgets=budgets,
         gold_answers=gold,
-        settings={**public_settings(model_cfg, tool_cfg, budgets), "budgets_form": {k: form.get(k) for k in BUDGET_FIELDS}},
+        settings={
+            **public_settings(model_cfg, tool_cfg, budgets),
+            "budgets_form": {k: form.get(k) for k in BUDGET_FIELDS},
+        },
     )
     cancel = runtime.start_episode(session, req.episode_id)
     view = EpisodeView()
     yield frames.frame(view) + _buttons(True)
     try:
         # aclosing: when the page goes away, the batches close (and cancel the episode) at once, not at garbage collection.
-        batches = event_batches(lambda: run_whole_episode(req), cancel=cancel, record=runtime.recorder, record_and_wait=runtime.record_and_wait)
+        batches = event_batches(
+            lambda: run_whole_episode(req),
+            cancel=cancel,
+            record=runtime.recorder,
+            record_and_wait=runtime.record_and_wait,
+        )
         async with aclosing(batches):
             async for batch in batches:
                 for event in batch:
                     view.apply(event)
-                yield await frames.next_frame(view) + (_buttons(False) if view.finished is not None else _BUTTONS_AS_THEY_ARE)
+                yield await frames.next_frame(view) + (
+                    _buttons(False) if view.finished is not None else _BUTTONS_AS_THEY_ARE
+                )
     except EpisodeCrashed as exc:
-        yield await frames.next_frame(view, extra_messages=[notice_message("⚠ The episode stopped", str(exc))]) + _buttons(False)
+        yield await frames.next_frame(
+            view, extra_messages=[notice_message("⚠ The episode stopped", str(exc))]
+        ) + _buttons(False)
     finally:
         runtime.finish_episode(session, req.episode_id)
     if view.finished is None:  # defensive: the stream ended without a closing event

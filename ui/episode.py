@@ -223,7 +223,9 @@ async def event_batches(
             out.put(_Crash(friendly_error(exc)))
             closing = _closing_event(view, "error", friendly_error(exc))
         else:
-            closing = _closing_event(view, "cancelled" if cancel.is_set() else "error", "the episode stream ended early")
+            closing = _closing_event(
+                view, "cancelled" if cancel.is_set() else "error", "the episode stream ended early"
+            )
         finally:
             close = getattr(gen, "close", None)
             if close is not None:

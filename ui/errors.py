@@ -26,7 +26,9 @@ def friendly_error(exc: BaseException) -> str:
     if isinstance(exc, BackendError):
         return f"The model failed ({exc.endpoint}): {exc.message}"
     if isinstance(exc, ModuleNotFoundError):
-        return f"A Python package is missing: {exc.name}. Install the app's requirements: pip install -r requirements.txt"
+        return (
+            f"A Python package is missing: {exc.name}. Install the app's requirements: pip install -r requirements.txt"
+        )
     text = str(exc).splitlines()[0] if str(exc) else ""
     if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
         return (

@@ -67,7 +67,13 @@ def build_panel(prefix: str, *, chat_height: int = 560) -> EpisodePanel:
             counters = _html(f"{prefix}-counters", counters_html(empty))
             image = gr.AnnotatedImage(label="Image and crop box", elem_id=f"{prefix}-image", color_map={}, height=360)
             with gr.Row():
-                crop = gr.Image(label="Crop sent to image search", elem_id=f"{prefix}-crop", height=180, interactive=False, type="pil")
+                crop = gr.Image(
+                    label="Crop sent to image search",
+                    elem_id=f"{prefix}-crop",
+                    height=180,
+                    interactive=False,
+                    type="pil",
+                )
             crop_caption = gr.Markdown("", elem_id=f"{prefix}-crop-caption")
     cards = _html(f"{prefix}-cards", result_cards_html(empty))
     return EpisodePanel(chat, answer, counters, image, crop, crop_caption, cards)
@@ -144,11 +150,18 @@ class PanelFrames:
         """`frame` for a generator on the event loop: a new result's images are composed and encoded (PNG
         into Gradio's cache) in a worker thread, so one episode's large image never stalls every page."""
         if results_key(view) != self._results_key:
-            await asyncio.to_thread(self._encode_results, view)  # the view does not change meanwhile: its owner awaits this
+            await asyncio.to_thread(
+                self._encode_results, view
+            )  # the view does not change meanwhile: its owner awaits this
         return self.frame(view, extra_messages=extra_messages)
 
     def _encode_results(self, view: EpisodeView) -> None:
         p = self.panel
         annotated, crop, caption = _image_values(view)
-        self._from_results = (payload(p.image, annotated), payload(p.crop, crop), payload(p.crop_caption, caption), payload(p.cards, result_cards_html(view)))
+        self._from_results = (
+            payload(p.image, annotated),
+            payload(p.crop, crop),
+            payload(p.crop_caption, caption),
+            payload(p.cards, result_cards_html(view)),
+        )
         self._results_key = results_key(view)

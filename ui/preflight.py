@@ -17,7 +17,9 @@ def approx_billions(model: str) -> float | None:
     or from the size in a hub id ("Qwen2.5-VL-7B-Instruct" → 7). None when unknown."""
     path = Path(model)
     if path.is_dir():
-        total = sum(f.stat().st_size for f in path.glob("*.safetensors")) or sum(f.stat().st_size for f in path.glob("*.bin"))
+        total = sum(f.stat().st_size for f in path.glob("*.safetensors")) or sum(
+            f.stat().st_size for f in path.glob("*.bin")
+        )
         return total / 2e9 if total else None
     match = _SIZE_IN_NAME.search(model.rsplit("/", 1)[-1])
     return float(match.group(1)) if match else None

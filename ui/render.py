@@ -125,13 +125,24 @@ class EpisodeView:
                 turn = self._turn(event.turn_index)
                 turn.text = event.raw_text
                 turn.action, turn.argument, turn.reason = event.kind, event.argument, event.reason
-                turn.format_ok, turn.error, turn.tokens, turn.latency_s = event.format_ok, event.error, event.tokens, event.latency_s
+                turn.format_ok, turn.error, turn.tokens, turn.latency_s = (
+                    event.format_ok,
+                    event.error,
+                    event.tokens,
+                    event.latency_s,
+                )
                 self.response_tokens += event.tokens
             case FormatError():
-                more = f"the model is asked to redo the turn ({event.retries_left} retries left)" if event.retries_left else "no retries left"
+                more = (
+                    f"the model is asked to redo the turn ({event.retries_left} retries left)"
+                    if event.retries_left
+                    else "no retries left"
+                )
                 self._notice(event.turn_index, "format", "Malformed turn", f"{event.error}; {more}")
             case ToolStarted():
-                self.tools.append(ToolView(event.call_index, event.turn_index, event.kind, event.argument, event.provider, now))
+                self.tools.append(
+                    ToolView(event.call_index, event.turn_index, event.kind, event.argument, event.provider, now)
+                )
                 self.order.append(("tool", len(self.tools) - 1))
             case ToolFinished():
                 tool = self._tool(event)
@@ -162,7 +173,9 @@ class EpisodeView:
         for tool in reversed(self.tools):
             if tool.call_index == event.call_index:
                 return tool
-        self.tools.append(ToolView(event.call_index, event.turn_index, event.kind, event.argument, event.result.provider, 0.0))
+        self.tools.append(
+            ToolView(event.call_index, event.turn_index, event.kind, event.argument, event.result.provider, 0.0)
+        )
         self.order.append(("tool", len(self.tools) - 1))
         return self.tools[-1]
 
@@ -275,7 +288,11 @@ def _tool_message(tool: ToolView) -> dict[str, Any]:
         return {"role": "assistant", "content": "\n\n".join(lines), "metadata": metadata}
     if result.crop_box is not None and tool.kind == "image_search_region":
         box = result.crop_box
-        where = "no box above threshold, searched the whole image" if result.grounding_fallback else f"box ({box.x0}, {box.y0}, {box.x1}, {box.y1})"
+        where = (
+            "no box above threshold, searched the whole image"
+            if result.grounding_fallback
+            else f"box ({box.x0}, {box.y0}, {box.x1}, {box.y1})"
+        )
         score = f", score {result.grounding_score:.2f}" if result.grounding_score is not None else ""
         lines.append(f"**Grounding:** {md_text(where + score)}")
         if result.grounding_note:
@@ -339,7 +356,13 @@ def crop_panel(view: EpisodeView, *, max_side: int = MAX_SHOWN_SIDE) -> CropPane
     if image is None:
         return CropPanel(None, (), None, crop_caption(view))
     scale = min(1.0, max_side / max(image.width, image.height))
-    shown = image if scale == 1.0 else image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
+    shown = (
+        image
+        if scale == 1.0
+        else image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
+        )
+    )
     boxes: list[tuple[tuple[int, int, int, int], str]] = []
     crop = None
     for tool in view.tools:
@@ -413,7 +436,9 @@ def result_cards_html(view: EpisodeView, *, snippet_chars: int = 280) -> str:
 def _card(item: Any, snippet_chars: int) -> str:
     thumb = http_url(item.thumbnail_url)
     img = (
-        f'<img class="dm-thumb" src="{html_text(thumb)}" alt="" loading="lazy" referrerpolicy="no-referrer">' if thumb else '<div class="dm-thumb dm-nothumb"></div>'
+        f'<img class="dm-thumb" src="{html_text(thumb)}" alt="" loading="lazy" referrerpolicy="no-referrer">'
+        if thumb
+        else '<div class="dm-thumb dm-nothumb"></div>'
     )
     url = http_url(item.url)
     source = item.source or (_host(url) if url else "")
@@ -465,15 +490,21 @@ def answer_html(view: EpisodeView) -> str:
     status = view.finished.status if view.finished else "answered"
     parts = [f'<div class="dm-answer dm-status-{html_text(status)}">']
     if view.answer is not None:
-        parts.append(f'<div class="dm-answer-label">Final answer</div><div class="dm-answer-text">{html_text(view.answer)}</div>')
+        parts.append(
+            f'<div class="dm-answer-label">Final answer</div><div class="dm-answer-text">{html_text(view.answer)}</div>'
+        )
     else:
         reason = f": {view.finished.reason}" if view.finished and view.finished.reason else ""
-        parts.append(f'<div class="dm-answer-label">No answer</div><div class="dm-answer-text">{html_text(STATUS_TEXT.get(status, status) + reason)}</div>')
+        parts.append(
+            f'<div class="dm-answer-label">No answer</div><div class="dm-answer-text">{html_text(STATUS_TEXT.get(status, status) + reason)}</div>'
+        )
     if view.gold_answers:
         parts.append(f'<div class="dm-muted">Gold: {html_text(" | ".join(view.gold_answers))}</div>')
     if view.finished is not None:
         ok = "every turn well-formed" if view.finished.format_ok else "format not clean"
-        parts.append(f'<div class="dm-muted">{html_text(STATUS_TEXT.get(status, status))} · {ok} · episode {html_text(view.episode_id[:12])}</div>')
+        parts.append(
+            f'<div class="dm-muted">{html_text(STATUS_TEXT.get(status, status))} · {ok} · episode {html_text(view.episode_id[:12])}</div>'
+        )
     parts.append("</div>")
     return "".join(parts)
 

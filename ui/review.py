@@ -17,14 +17,21 @@ from ui.safe import md_text, truncate
 ANY = "any"
 LIST_COLUMNS = ["started", "question", "status", "answer", "tools", "tokens", "review", "verdict", "id"]
 CORRECT_CHOICES = [("correct", "correct"), ("incorrect", "incorrect"), ("not judged", "unset")]
-CROP_CHOICES = [("right region", "right_region"), ("wrong region", "wrong_region"), ("should not have cropped", "should_not_crop"), ("n/a", "unset")]
+CROP_CHOICES = [
+    ("right region", "right_region"),
+    ("wrong region", "wrong_region"),
+    ("should not have cropped", "should_not_crop"),
+    ("n/a", "unset"),
+]
 VERDICT_FILTERS = (ANY, "correct", "incorrect", "unjudged")
 STATUS_FILTERS = (ANY, *FINAL_STATUSES, "running")
 PATTERN_FILTERS = (ANY, *PATTERNS)
 REVIEW_FILTERS = (ANY, *REVIEW_STATES)
 
 
-def make_filter(text: str | None, status: str | None, pattern: str | None, review: str | None, verdict: str | None, run: str | None) -> EpisodeFilter:
+def make_filter(
+    text: str | None, status: str | None, pattern: str | None, review: str | None, verdict: str | None, run: str | None
+) -> EpisodeFilter:
     """An EpisodeFilter from the filter row; "any" and blanks select everything. `run` is "id · name" or "any"."""
     correct = {"correct": True, "incorrect": False}.get(verdict or "")
     judged = False if verdict == "unjudged" else None

@@ -60,28 +60,70 @@ class AppConfig:
 
 def add_app_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("app")
-    group.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="interface to listen on (0.0.0.0 for all; env GRADIO_SERVER_NAME)")
-    group.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), help="port (env GRADIO_SERVER_PORT)")
-    group.add_argument("--db", default=os.environ.get("TRACES_DB", DEFAULT_DB), help="trace store: SQLite path or SQLAlchemy URL (env TRACES_DB)")
-    group.add_argument("--examples", default=os.environ.get("EXAMPLES_PARQUET"), help="question set (FVQA/veRL parquet) for example questions; default: ../shared/data/fvqa_mini.parquet when present")
+    group.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="interface to listen on (0.0.0.0 for all; env GRADIO_SERVER_NAME)",
+    )
+    group.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        help="port (env GRADIO_SERVER_PORT)",
+    )
+    group.add_argument(
+        "--db",
+        default=os.environ.get("TRACES_DB", DEFAULT_DB),
+        help="trace store: SQLite path or SQLAlchemy URL (env TRACES_DB)",
+    )
+    group.add_argument(
+        "--examples",
+        default=os.environ.get("EXAMPLES_PARQUET"),
+        help="question set (FVQA/veRL parquet) for example questions; default: ../shared/data/fvqa_mini.parquet when present",
+    )
     group.add_argument(
         "--auth",
         default=None,
         help="annotator logins as user:password[,user:password...] (default: env APP_AUTH; none: no login, annotations signed 'anonymous')",
     )
-    group.add_argument("--max-concurrent-episodes", type=int, default=None, help="episodes running at once (default: 1 for a local model, 32 for --backend openai)")
+    group.add_argument(
+        "--max-concurrent-episodes",
+        type=int,
+        default=None,
+        help="episodes running at once (default: 1 for a local model, 32 for --backend openai)",
+    )
     group.add_argument("--allow-large-cpu", action="store_true", help="allow loading models of 3B+ parameters on CPU")
-    group.add_argument("--lock-settings", action="store_true", default=os.environ.get("LOCK_SETTINGS") == "1", help="visitors cannot change model, endpoint or tool providers (env LOCK_SETTINGS=1; use on public Spaces)")
+    group.add_argument(
+        "--lock-settings",
+        action="store_true",
+        default=os.environ.get("LOCK_SETTINGS") == "1",
+        help="visitors cannot change model, endpoint or tool providers (env LOCK_SETTINGS=1; use on public Spaces)",
+    )
     group.add_argument("--label-set", default="default", help="name of the annotation label set in the store")
-    group.add_argument("--labels", default=None, help="comma-separated labels for the label set (default: the store's set, or a built-in one)")
-    group.add_argument("--crops-route", default="/crops", help="URL path where published crops are served (set PUBLIC_BASE_URL to https://HOST<route>)")
-    group.add_argument("--preload", action="store_true", default=os.environ.get("PRELOAD_MODEL") == "1", help="load the model at start-up instead of at the first question (env PRELOAD_MODEL=1)")
+    group.add_argument(
+        "--labels",
+        default=None,
+        help="comma-separated labels for the label set (default: the store's set, or a built-in one)",
+    )
+    group.add_argument(
+        "--crops-route",
+        default="/crops",
+        help="URL path where published crops are served (set PUBLIC_BASE_URL to https://HOST<route>)",
+    )
+    group.add_argument(
+        "--preload",
+        action="store_true",
+        default=os.environ.get("PRELOAD_MODEL") == "1",
+        help="load the model at start-up instead of at the first question (env PRELOAD_MODEL=1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from agent.tools.config import add_tool_arguments
 
-    parser = argparse.ArgumentParser(prog="python app.py", description="DeepMMSearch-R1 studio: ask questions, watch the agent, review traces.")
+    parser = argparse.ArgumentParser(
+        prog="python app.py", description="DeepMMSearch-R1 studio: ask questions, watch the agent, review traces."
+    )
     add_app_arguments(parser)
     add_model_arguments(parser)
     add_tool_arguments(parser)
@@ -160,13 +202,19 @@ def resolve_settings(app: AppConfig, form: dict[str, Any]) -> tuple[ModelConfig,
     form = {k: v for k, v in form.items() if v is not None and v != ""}
     model_changes = {k: form[k] for k in ("model", "backend", "base_url", "dialect") if k in form}
     tool_names = _field_names(app.tools)
-    tool_changes = {k: form[k] for k in (TEXT_PROVIDER_FIELD, IMAGE_PROVIDER_FIELD, *GROUNDING_FIELDS) if k in form and k in tool_names}
+    tool_changes = {
+        k: form[k]
+        for k in (TEXT_PROVIDER_FIELD, IMAGE_PROVIDER_FIELD, *GROUNDING_FIELDS)
+        if k in form and k in tool_names
+    }
     if app.lock_settings:
         # Public deployments: visitors may tune budgets, dialect and thresholds, not what the server runs or calls.
         model_changes = {k: v for k, v in model_changes.items() if k == "dialect"}
         tool_changes = {k: v for k, v in tool_changes.items() if k in ("box_threshold", "text_threshold")}
     if "dialect" in model_changes and model_changes["dialect"] not in DIALECTS:
-        raise UserFacingError(f"Unknown dialect {model_changes['dialect']!r}: choose one of {', '.join(sorted(DIALECTS))}.")
+        raise UserFacingError(
+            f"Unknown dialect {model_changes['dialect']!r}: choose one of {', '.join(sorted(DIALECTS))}."
+        )
     if "base_url" in model_changes and not str(model_changes["base_url"]).startswith(("http://", "https://")):
         raise UserFacingError("The endpoint must be an http(s) URL such as http://127.0.0.1:8000/v1.")
     for name in ("box_threshold", "text_threshold"):
@@ -195,5 +243,11 @@ def public_settings(model: ModelConfig, tools: Any, budgets: Budgets) -> dict[st
     """What is recorded with an episode about its settings (no secrets live in these configs)."""
     out: dict[str, Any] = {"budgets": dataclasses.asdict(budgets)}
     public = getattr(tools, "public", None)
-    out["tools"] = public() if callable(public) else {k: v for k, v in dataclasses.asdict(tools).items() if "key" not in k.lower()} if dataclasses.is_dataclass(tools) else {}
+    out["tools"] = (
+        public()
+        if callable(public)
+        else {k: v for k, v in dataclasses.asdict(tools).items() if "key" not in k.lower()}
+        if dataclasses.is_dataclass(tools)
+        else {}
+    )
     return out

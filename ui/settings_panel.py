@@ -29,22 +29,72 @@ def build_settings_panel(app: AppConfig) -> SettingsPanel:
 
     with gr.Accordion("Settings", open=False, elem_id="ask-settings"):
         if locked:
-            gr.Markdown("This deployment fixes the model, endpoint and search providers; budgets, dialect and grounding thresholds can be changed.")
+            gr.Markdown(
+                "This deployment fixes the model, endpoint and search providers; budgets, dialect and grounding thresholds can be changed."
+            )
         with gr.Row():
-            add("model", gr.Textbox(values["model"], label="Model (hub id, local folder, or served name)", interactive=not locked))
-            add("backend", gr.Dropdown(["transformers", "openai"], value=values["backend"], label="Backend", interactive=not locked))
-            add("base_url", gr.Textbox(values["base_url"], label="Endpoint (openai backend)", interactive=not locked,
-                                       info="The server's API key is only ever sent to the endpoint it was started with."))
+            add(
+                "model",
+                gr.Textbox(
+                    values["model"], label="Model (hub id, local folder, or served name)", interactive=not locked
+                ),
+            )
+            add(
+                "backend",
+                gr.Dropdown(
+                    ["transformers", "openai"], value=values["backend"], label="Backend", interactive=not locked
+                ),
+            )
+            add(
+                "base_url",
+                gr.Textbox(
+                    values["base_url"],
+                    label="Endpoint (openai backend)",
+                    interactive=not locked,
+                    info="The server's API key is only ever sent to the endpoint it was started with.",
+                ),
+            )
             add("dialect", gr.Dropdown(sorted(DIALECTS), value=values["dialect"], label="Dialect"))
         with gr.Row():
-            add("text_search", gr.Dropdown(list(TEXT_PROVIDERS), value=values.get("text_search"), label="Text search provider", interactive=not locked))
-            add("image_search", gr.Dropdown(list(IMAGE_PROVIDERS), value=values.get("image_search"), label="Image search provider", interactive=not locked))
-            add("grounding_model", gr.Textbox(values.get("grounding_model", ""), label="Grounding DINO model", interactive=not locked))
-            add("box_threshold", gr.Slider(0.0, 1.0, value=values.get("box_threshold", 0.35), step=0.01, label="Box threshold"))
-            add("text_threshold", gr.Slider(0.0, 1.0, value=values.get("text_threshold", 0.25), step=0.01, label="Text threshold"))
+            add(
+                "text_search",
+                gr.Dropdown(
+                    list(TEXT_PROVIDERS),
+                    value=values.get("text_search"),
+                    label="Text search provider",
+                    interactive=not locked,
+                ),
+            )
+            add(
+                "image_search",
+                gr.Dropdown(
+                    list(IMAGE_PROVIDERS),
+                    value=values.get("image_search"),
+                    label="Image search provider",
+                    interactive=not locked,
+                ),
+            )
+            add(
+                "grounding_model",
+                gr.Textbox(values.get("grounding_model", ""), label="Grounding DINO model", interactive=not locked),
+            )
+            add(
+                "box_threshold",
+                gr.Slider(0.0, 1.0, value=values.get("box_threshold", 0.35), step=0.01, label="Box threshold"),
+            )
+            add(
+                "text_threshold",
+                gr.Slider(0.0, 1.0, value=values.get("text_threshold", 0.25), step=0.01, label="Text threshold"),
+            )
         with gr.Row():
-            add("max_image_searches", gr.Number(values["max_image_searches"], label="Image searches", precision=0, minimum=0))
+            add(
+                "max_image_searches",
+                gr.Number(values["max_image_searches"], label="Image searches", precision=0, minimum=0),
+            )
             add("max_tool_calls", gr.Number(values["max_tool_calls"], label="Tool calls", precision=0, minimum=0))
-            add("max_response_tokens", gr.Number(values["max_response_tokens"], label="Response tokens", precision=0, minimum=1))
+            add(
+                "max_response_tokens",
+                gr.Number(values["max_response_tokens"], label="Response tokens", precision=0, minimum=1),
+            )
             add("max_turns", gr.Number(values["max_turns"], label="Turns", precision=0, minimum=1))
     return SettingsPanel(keys, components)

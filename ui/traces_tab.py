@@ -76,7 +76,9 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
         newer = gr.Button("◀ Newer page", size="sm")
         older = gr.Button("Older page ▶", size="sm")
         count = gr.Markdown("", elem_id="tr-count")
-    table = gr.Dataframe(headers=LIST_COLUMNS, value=[], interactive=False, wrap=True, elem_id="tr-list", max_height=320)
+    table = gr.Dataframe(
+        headers=LIST_COLUMNS, value=[], interactive=False, wrap=True, elem_id="tr-list", max_height=320
+    )
 
     header = gr.Markdown("*Open an episode from the list (click a row), or press j.*", elem_id="tr-header")
     panel: EpisodePanel = build_panel("tr", chat_height=480)
@@ -95,7 +97,9 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
             next_btn = gr.Button("Next (j) ▶", elem_id="tr-next", size="sm")
             unreviewed_btn = gr.Button("Next unreviewed", elem_id="tr-unreviewed", size="sm")
             save_btn = gr.Button("Save", elem_id="tr-save", variant="secondary", size="sm")
-            save_next_btn = gr.Button("Save and next (Ctrl+Enter)", elem_id="tr-save-next", variant="primary", size="sm")
+            save_next_btn = gr.Button(
+                "Save and next (Ctrl+Enter)", elem_id="tr-save-next", variant="primary", size="sm"
+            )
         save_status = gr.Markdown("", elem_id="tr-save-status")
         history = gr.Markdown("", elem_id="tr-history")
 
@@ -124,7 +128,9 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
         return rows, ids, counted, {"pages": [None], "next": next_cursor}, gr.update(choices=runs)
 
     list_outputs = [table, ids_state, count, nav_state, run]
-    refresh.click(refresh_list, filter_inputs, list_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name="list_traces")
+    refresh.click(
+        refresh_list, filter_inputs, list_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name="list_traces"
+    )
     for component in (status, pattern, review, verdict, run):
         component.input(refresh_list, filter_inputs, list_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
     text.submit(refresh_list, filter_inputs, list_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
@@ -150,8 +156,12 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
         return page_move(nav, -1, *values)
 
     page_outputs = [table, ids_state, count, nav_state]
-    older.click(go_older, [nav_state, *filter_inputs], page_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
-    newer.click(go_newer, [nav_state, *filter_inputs], page_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
+    older.click(
+        go_older, [nav_state, *filter_inputs], page_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False
+    )
+    newer.click(
+        go_newer, [nav_state, *filter_inputs], page_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False
+    )
 
     def open_episode(episode_id: str | None, request: gr.Request, profile: gr.OAuthProfile | None) -> list[Any]:
         if not episode_id:
@@ -189,7 +199,9 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
 
     table.select(select_row, [ids_state], opened, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
 
-    def step(ids: list, current: str | None, delta: int, request: gr.Request, profile: gr.OAuthProfile | None) -> list[Any]:
+    def step(
+        ids: list, current: str | None, delta: int, request: gr.Request, profile: gr.OAuthProfile | None
+    ) -> list[Any]:
         target = neighbour(ids, current, delta)
         if target is None:
             return [gr.skip()] * (len(opened) - 1) + ["End of this page: use “Older page ▶” for more."]
@@ -205,22 +217,46 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
     prev_btn.click(go_prev, [ids_state, current_state], opened, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
 
     def next_unreviewed(current: str | None, request: gr.Request, profile: gr.OAuthProfile | None) -> list[Any]:
-        page = store.list_episodes(EpisodeFilter(review="none", status=("answered", "budget_exhausted", "format_error", "error", "cancelled", "interrupted")), limit=2)
+        page = store.list_episodes(
+            EpisodeFilter(
+                review="none",
+                status=("answered", "budget_exhausted", "format_error", "error", "cancelled", "interrupted"),
+            ),
+            limit=2,
+        )
         target = next((s.id for s in page.items if s.id != current), None)
         if target is None:
             return [gr.skip()] * (len(opened) - 1) + ["Every finished episode has been reviewed."]
         return open_episode(target, request, profile)
 
-    unreviewed_btn.click(next_unreviewed, [current_state], opened, concurrency_limit=TRACES_CONCURRENCY, api_name="next_unreviewed")
+    unreviewed_btn.click(
+        next_unreviewed, [current_state], opened, concurrency_limit=TRACES_CONCURRENCY, api_name="next_unreviewed"
+    )
 
-    def save(current: str | None, labels_v: list, correct_v: str, corrected_v: str, crop_v: str, approved_v: bool, comment_v: str,
-             request: gr.Request, profile: gr.OAuthProfile | None) -> tuple[str, str]:
+    def save(
+        current: str | None,
+        labels_v: list,
+        correct_v: str,
+        corrected_v: str,
+        crop_v: str,
+        approved_v: bool,
+        comment_v: str,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None,
+    ) -> tuple[str, str]:
         if not current:
             return gr.skip(), "Open an episode first."
         name = annotator_name(app, request, profile)
         if name is None:
             return gr.skip(), "⚠ Sign in to annotate (your name is recorded with each annotation)."
-        form = AnnotationForm(list(labels_v or []), correct_v or "unset", corrected_v or "", crop_v or "unset", bool(approved_v), comment_v or "")
+        form = AnnotationForm(
+            list(labels_v or []),
+            correct_v or "unset",
+            corrected_v or "",
+            crop_v or "unset",
+            bool(approved_v),
+            comment_v or "",
+        )
         try:
             saved = store.annotate(current, name, label_set=app.label_set, **annotation_fields(form))
             records = store.annotations(current, history=True)
@@ -231,8 +267,18 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
     save_inputs = [current_state, *form_inputs]
     save_btn.click(save, save_inputs, [history, save_status], concurrency_limit=TRACES_CONCURRENCY, api_name="annotate")
 
-    def save_and_next(ids: list, current: str | None, labels_v: list, correct_v: str, corrected_v: str, crop_v: str, approved_v: bool,
-                      comment_v: str, request: gr.Request, profile: gr.OAuthProfile | None) -> list[Any]:
+    def save_and_next(
+        ids: list,
+        current: str | None,
+        labels_v: list,
+        correct_v: str,
+        corrected_v: str,
+        crop_v: str,
+        approved_v: bool,
+        comment_v: str,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None,
+    ) -> list[Any]:
         hist, message = save(current, labels_v, correct_v, corrected_v, crop_v, approved_v, comment_v, request, profile)
         if not message.startswith("✓"):
             return [gr.skip()] * (len(opened) - 1) + [message]
@@ -243,7 +289,9 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
         out[-1] = message
         return out
 
-    save_next_btn.click(save_and_next, [ids_state, *save_inputs], opened, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
+    save_next_btn.click(
+        save_and_next, [ids_state, *save_inputs], opened, concurrency_limit=TRACES_CONCURRENCY, api_name=False
+    )
 
     def whoami(request: gr.Request, profile: gr.OAuthProfile | None) -> str:
         name = annotator_name(app, request, profile)
@@ -265,4 +313,3 @@ def episode_header(view: EpisodeView, episode_id: str) -> str:
     if view.started_at:
         parts.append(md_text(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(view.started_at))))
     return " · ".join(parts)
-

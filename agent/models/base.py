@@ -21,7 +21,10 @@ def map_image_parts(messages: Sequence[Message], image_part: Callable[[Any], dic
         if isinstance(content, str):
             out.append({"role": message["role"], "content": content})
         else:
-            parts = [image_part(p["image"]) if p.get("type") == "image" else {"type": "text", "text": p["text"]} for p in content]
+            parts = [
+                image_part(p["image"]) if p.get("type") == "image" else {"type": "text", "text": p["text"]}
+                for p in content
+            ]
             out.append({"role": message["role"], "content": parts})
     return out
 

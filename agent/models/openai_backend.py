@@ -30,7 +30,9 @@ PNG_PIXEL_LIMIT = 1024 * 1024
 def image_data_uri(image: Image.Image, max_pixels: int | None = None) -> str:
     if max_pixels and image.width * image.height > max_pixels:
         scale = (max_pixels / (image.width * image.height)) ** 0.5
-        image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))), Image.Resampling.BICUBIC)
+        image = image.resize(
+            (max(1, int(image.width * scale)), max(1, int(image.height * scale))), Image.Resampling.BICUBIC
+        )
     buf = io.BytesIO()
     if image.width * image.height > PNG_PIXEL_LIMIT:
         image.convert("RGB").save(buf, format="JPEG", quality=92)
@@ -60,7 +62,9 @@ def _cached_data_uri(image: Image.Image, max_pixels: int | None) -> str:
 
 
 def to_openai_messages(messages: Sequence[Message], max_pixels: int | None = None) -> list[dict[str, Any]]:
-    return map_image_parts(messages, lambda image: {"type": "image_url", "image_url": {"url": _cached_data_uri(image, max_pixels)}})
+    return map_image_parts(
+        messages, lambda image: {"type": "image_url", "image_url": {"url": _cached_data_uri(image, max_pixels)}}
+    )
 
 
 def _sse_lines(response: httpx.Response) -> Iterator[str]:
@@ -106,7 +110,9 @@ class OpenAIBackend:
         # Paced: a consumer that shows the stream in frames can have it read once per frame (read_pacing).
         # `verify` is given to the client too, for the proxy transports it mounts from the environment.
         transport = paced_transport(verify=shared_ssl_context())
-        self._client = httpx.Client(timeout=self._timeout, follow_redirects=False, verify=shared_ssl_context(), transport=transport)
+        self._client = httpx.Client(
+            timeout=self._timeout, follow_redirects=False, verify=shared_ssl_context(), transport=transport
+        )
 
     @property
     def endpoint(self) -> str:
@@ -183,15 +189,21 @@ class OpenAIBackend:
         except BackendError:
             raise
         except httpx.ConnectError as exc:
-            raise BackendError(self.endpoint, f"cannot connect ({exc}); is the server running and --base-url right?") from None
+            raise BackendError(
+                self.endpoint, f"cannot connect ({exc}); is the server running and --base-url right?"
+            ) from None
         except httpx.TimeoutException as exc:
-            raise BackendError(self.endpoint, f"timed out ({type(exc).__name__}); the server is overloaded or unreachable") from None
+            raise BackendError(
+                self.endpoint, f"timed out ({type(exc).__name__}); the server is overloaded or unreachable"
+            ) from None
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise BackendError(self.endpoint, f"the stream was cut before the response finished ({exc})") from None
         except httpx.HTTPError as exc:
             raise BackendError(self.endpoint, f"HTTP failure: {type(exc).__name__}: {exc}") from None
         if not finished:
-            raise BackendError(self.endpoint, "the stream ended before the response finished (no finish_reason or [DONE])")
+            raise BackendError(
+                self.endpoint, "the stream ended before the response finished (no finish_reason or [DONE])"
+            )
 
 
 def _error_message(payload: Any) -> str:

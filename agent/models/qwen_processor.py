@@ -21,12 +21,18 @@ class QwenVLImageProcessor(Qwen2_5_VLProcessor):
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
         self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
-        self.image_token_id = getattr(tokenizer, "image_token_id", None) or tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = getattr(tokenizer, "video_token_id", None) or tokenizer.convert_tokens_to_ids(self.video_token)
+        self.image_token_id = getattr(tokenizer, "image_token_id", None) or tokenizer.convert_tokens_to_ids(
+            self.image_token
+        )
+        self.video_token_id = getattr(tokenizer, "video_token_id", None) or tokenizer.convert_tokens_to_ids(
+            self.video_token
+        )
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
     @classmethod
-    def load(cls, path: str, *, min_pixels: int | None = None, max_pixels: int | None = None, **hub_kwargs) -> QwenVLImageProcessor:
+    def load(
+        cls, path: str, *, min_pixels: int | None = None, max_pixels: int | None = None, **hub_kwargs
+    ) -> QwenVLImageProcessor:
         """Load from a hub id or directory; `min_pixels`/`max_pixels` bound the image resize."""
         size_kwargs = {}
         if min_pixels is not None or max_pixels is not None:
@@ -42,4 +48,6 @@ class QwenVLImageProcessor(Qwen2_5_VLProcessor):
             processor_template = cls.from_pretrained(path, **hub_kwargs).chat_template
         except Exception:  # older layouts keep the template only in the tokenizer config
             processor_template = None
-        return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=processor_template or chat_template)
+        return cls(
+            image_processor=image_processor, tokenizer=tokenizer, chat_template=processor_template or chat_template
+        )

@@ -98,7 +98,9 @@ class TransformersBackend:
             try:
                 config = AutoConfig.from_pretrained(self.model)
                 if config.model_type in ("qwen2_vl", "qwen2_5_vl"):
-                    processor = QwenVLImageProcessor.load(self.model, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+                    processor = QwenVLImageProcessor.load(
+                        self.model, min_pixels=self.min_pixels, max_pixels=self.max_pixels
+                    )
                 else:
                     processor = AutoProcessor.from_pretrained(self.model)
                 model = AutoModelForImageTextToText.from_pretrained(self.model, dtype=getattr(torch, dtype_name))
@@ -148,7 +150,12 @@ class TransformersBackend:
 
         class _Halt(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), halt.is_set() or bool(cancel and cancel.is_set()), dtype=torch.bool, device=input_ids.device)
+                return torch.full(
+                    (input_ids.shape[0],),
+                    halt.is_set() or bool(cancel and cancel.is_set()),
+                    dtype=torch.bool,
+                    device=input_ids.device,
+                )
 
         generate_kwargs: dict[str, Any] = dict(
             **inputs,

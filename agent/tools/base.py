@@ -71,7 +71,13 @@ class Toolbox:
     def describe(self) -> dict[str, str]:
         """One line per tool: its provider, or why it is off."""
         return {
-            "text_search": self.text_search.provider if self.text_search else "off: " + self.off_reasons.get("text_search", "not configured"),
-            "image_search": self.image_search.provider if self.image_search else "off: " + self.off_reasons.get("image_search", "not configured"),
-            "grounding": self.grounder.name if self.grounder else "off: " + self.off_reasons.get("grounding", "not configured"),
+            "text_search": self.text_search.provider
+            if self.text_search
+            else "off: " + self.off_reasons.get("text_search", "not configured"),
+            "image_search": self.image_search.provider
+            if self.image_search
+            else "off: " + self.off_reasons.get("image_search", "not configured"),
+            "grounding": self.grounder.name
+            if self.grounder
+            else "off: " + self.off_reasons.get("grounding", "not configured"),
         }

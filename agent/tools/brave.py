@@ -39,5 +39,13 @@ class BraveSearch:
                 continue
             thumb = r.get("thumbnail") if isinstance(r.get("thumbnail"), dict) else {}
             profile = r.get("profile") if isinstance(r.get("profile"), dict) else {}
-            hits.append(result_item(title=r.get("title"), url=r.get("url"), snippet=r.get("description"), thumbnail=thumb.get("src"), source=profile.get("name")))
+            hits.append(
+                result_item(
+                    title=r.get("title"),
+                    url=r.get("url"),
+                    snippet=r.get("description"),
+                    thumbnail=thumb.get("src"),
+                    source=profile.get("name"),
+                )
+            )
         return [h for h in hits if h.url][:count]

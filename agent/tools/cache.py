@@ -124,7 +124,9 @@ class ToolCache:
             row = self._db.execute(sql, args).fetchone()
         return CacheEntry(*row) if row else None
 
-    def put(self, kind: str, request: Mapping[str, Any], result: ToolResult, *, settings: Mapping[str, Any] | None = None) -> None:
+    def put(
+        self, kind: str, request: Mapping[str, Any], result: ToolResult, *, settings: Mapping[str, Any] | None = None
+    ) -> None:
         """Store a success under the request's key; `settings` are recorded beside it, not keyed."""
         if result.error is not None:
             return
@@ -132,7 +134,14 @@ class ToolCache:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO tool_cache (key, provider, kind, request, result, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (request_key(kind, request), result.provider, kind, stored_request, result_to_json(result), time.time()),
+                (
+                    request_key(kind, request),
+                    result.provider,
+                    kind,
+                    stored_request,
+                    result_to_json(result),
+                    time.time(),
+                ),
             )
 
     def count(self) -> int:

@@ -32,7 +32,9 @@ def _first_url(page: dict[str, Any]) -> str:
 
 def parse_web_detection(web: dict[str, Any], *, count: int) -> list[ResultItem]:
     hits: list[ResultItem] = []
-    labels = [clean_text(g.get("label")) for g in web.get("bestGuessLabels") or [] if isinstance(g, dict) and g.get("label")]
+    labels = [
+        clean_text(g.get("label")) for g in web.get("bestGuessLabels") or [] if isinstance(g, dict) and g.get("label")
+    ]
     entities = [
         f"{clean_text(e['description'])} ({float(e.get('score', 0)):.2f})"
         for e in web.get("webEntities") or []
@@ -73,12 +75,21 @@ class CloudVisionWebDetection:
                 }
             ]
         }
-        data = await request_json(self.http, "POST", f"{self.base_url}/v1/images:annotate", params={"key": self._api_key}, json_body=body, what="cloud_vision")
+        data = await request_json(
+            self.http,
+            "POST",
+            f"{self.base_url}/v1/images:annotate",
+            params={"key": self._api_key},
+            json_body=body,
+            what="cloud_vision",
+        )
         responses = data.get("responses") if isinstance(data, dict) else None
         if not isinstance(responses, list) or not responses or not isinstance(responses[0], dict):
             raise ToolError("cloud_vision: response has no `responses[0]`")
         first = responses[0]
         if isinstance(first.get("error"), dict):
-            raise ToolError(f"cloud_vision: {clean_text(first['error'].get('message'), max_chars=300) or 'image rejected'}")
+            raise ToolError(
+                f"cloud_vision: {clean_text(first['error'].get('message'), max_chars=300) or 'image rejected'}"
+            )
         web = first.get("webDetection")
         return parse_web_detection(web, count=count) if isinstance(web, dict) else []

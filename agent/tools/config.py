@@ -23,12 +23,19 @@ from agent.tools.http import HttpPolicy
 TEXT_PROVIDERS = ("auto", "serpapi", "serper", "brave", "searxng", "local", "replay", "off")
 IMAGE_PROVIDERS = ("auto", "serpapi", "cloud_vision", "replay", "off")
 SUMMARISERS = ("auto", "openai", "model", "none")
-KEY_VARS = {"serpapi": "SERPAPI_API_KEY", "serper": "SERPER_API_KEY", "brave": "BRAVE_API_KEY", "cloud_vision": "CLOUD_VISION_API_KEY"}
+KEY_VARS = {
+    "serpapi": "SERPAPI_API_KEY",
+    "serper": "SERPER_API_KEY",
+    "brave": "BRAVE_API_KEY",
+    "cloud_vision": "CLOUD_VISION_API_KEY",
+}
 SUMMARISER_KEY_VAR = "SUMMARISER_API_KEY"
 TRUE = ("1", "true", "yes", "on")
 
 
-def _f(default: Any, help: str, *, env: str | None = None, choices: tuple[str, ...] | None = None, flag: str | None = None) -> Any:
+def _f(
+    default: Any, help: str, *, env: str | None = None, choices: tuple[str, ...] | None = None, flag: str | None = None
+) -> Any:
     meta = {"help": help, "env": env, "choices": choices, "flag": flag}
     if isinstance(default, tuple):
         return field(default_factory=lambda: default, metadata=meta)
@@ -39,10 +46,29 @@ def _f(default: Any, help: str, *, env: str | None = None, choices: tuple[str, .
 class ToolConfig:
     """Every tool setting, with a default that works (tools without keys are simply off)."""
 
-    text_search: str = _f("auto", "text search provider; auto = the first of serpapi, serper, brave (key set), searxng (base URL set), local (corpus set)", env="TEXT_SEARCH", choices=TEXT_PROVIDERS)
-    image_search: str = _f("auto", "reverse image search provider; auto = serpapi (key and public base URL set), else cloud_vision (key set)", env="IMAGE_SEARCH", choices=IMAGE_PROVIDERS)
-    summariser: str = _f("auto", "who summarises results: an OpenAI-compatible endpoint, the agent's own model, or none (snippets only); auto = openai if a summariser base URL is set, else the agent's model when available, else none", env="SUMMARISER", choices=SUMMARISERS)
-    summariser_base_url: str = _f("", "OpenAI-compatible base URL for the summariser, e.g. http://localhost:8000/v1 (key from SUMMARISER_API_KEY)", env="SUMMARISER_BASE_URL")
+    text_search: str = _f(
+        "auto",
+        "text search provider; auto = the first of serpapi, serper, brave (key set), searxng (base URL set), local (corpus set)",
+        env="TEXT_SEARCH",
+        choices=TEXT_PROVIDERS,
+    )
+    image_search: str = _f(
+        "auto",
+        "reverse image search provider; auto = serpapi (key and public base URL set), else cloud_vision (key set)",
+        env="IMAGE_SEARCH",
+        choices=IMAGE_PROVIDERS,
+    )
+    summariser: str = _f(
+        "auto",
+        "who summarises results: an OpenAI-compatible endpoint, the agent's own model, or none (snippets only); auto = openai if a summariser base URL is set, else the agent's model when available, else none",
+        env="SUMMARISER",
+        choices=SUMMARISERS,
+    )
+    summariser_base_url: str = _f(
+        "",
+        "OpenAI-compatible base URL for the summariser, e.g. http://localhost:8000/v1 (key from SUMMARISER_API_KEY)",
+        env="SUMMARISER_BASE_URL",
+    )
     summariser_model: str = _f("", "model name the summariser endpoint serves", env="SUMMARISER_MODEL")
     top_k: int = _f(5, "results used per search (the paper reads 5 pages)")
     candidates: int = _f(10, "results requested from the provider, so failed pages can be replaced by the next one")
@@ -55,27 +81,61 @@ class ToolConfig:
     max_retry_wait_s: float = _f(10.0, "longest Retry-After we wait; longer ones fail at once", flag="--max-retry-wait")
     max_redirects: int = _f(5, "redirects followed per request, each re-checked")
     rate_limit_per_s: float = _f(5.0, "requests per second per search provider (0 = unlimited)", flag="--rate-limit")
-    allow_private_fetch: bool = _f(False, "allow fetching pages on private, loopback and link-local addresses", env="ALLOW_PRIVATE_FETCH")
-    allow_fetch_networks: tuple[str, ...] = _f((), "networks (CIDR) pages may be fetched from even when private, e.g. 127.0.0.0/8; repeatable", flag="--allow-fetch-network")
-    cache_path: str = _f("runs/tool_cache.db", "SQLite tool cache (also what replay reads); empty = no cache", env="TOOL_CACHE", flag="--tool-cache")
-    corpus_path: str = _f("", "local FTS5 corpus for --text-search local (build with `python -m agent search build-corpus`)", env="LOCAL_CORPUS_PATH", flag="--corpus")
+    allow_private_fetch: bool = _f(
+        False, "allow fetching pages on private, loopback and link-local addresses", env="ALLOW_PRIVATE_FETCH"
+    )
+    allow_fetch_networks: tuple[str, ...] = _f(
+        (),
+        "networks (CIDR) pages may be fetched from even when private, e.g. 127.0.0.0/8; repeatable",
+        flag="--allow-fetch-network",
+    )
+    cache_path: str = _f(
+        "runs/tool_cache.db",
+        "SQLite tool cache (also what replay reads); empty = no cache",
+        env="TOOL_CACHE",
+        flag="--tool-cache",
+    )
+    corpus_path: str = _f(
+        "",
+        "local FTS5 corpus for --text-search local (build with `python -m agent search build-corpus`)",
+        env="LOCAL_CORPUS_PATH",
+        flag="--corpus",
+    )
     serpapi_base_url: str = _f("https://serpapi.com", "SerpAPI base URL", env="SERPAPI_BASE_URL")
     serper_base_url: str = _f("https://google.serper.dev", "Serper base URL", env="SERPER_BASE_URL")
     brave_base_url: str = _f("https://api.search.brave.com", "Brave Search API base URL", env="BRAVE_BASE_URL")
-    searxng_base_url: str = _f("", "SearXNG instance base URL, e.g. http://localhost:8888 (JSON format enabled)", env="SEARXNG_BASE_URL")
-    cloud_vision_base_url: str = _f("https://vision.googleapis.com", "Google Cloud Vision base URL", env="CLOUD_VISION_BASE_URL")
-    public_base_url: str = _f("", "public URL under which --crop-dir is served; Google Lens (serpapi image search) fetches crops from it", env="PUBLIC_BASE_URL")
-    crop_dir: str = _f("runs/crops", "folder where images sent to Google Lens are written as <sha256>.png", env="CROP_DIR")
-    grounding_model: str = _f(DEFAULT_MODEL, "Grounding DINO hub id or local folder ('off' disables region search)", env="GROUNDING_MODEL")
+    searxng_base_url: str = _f(
+        "", "SearXNG instance base URL, e.g. http://localhost:8888 (JSON format enabled)", env="SEARXNG_BASE_URL"
+    )
+    cloud_vision_base_url: str = _f(
+        "https://vision.googleapis.com", "Google Cloud Vision base URL", env="CLOUD_VISION_BASE_URL"
+    )
+    public_base_url: str = _f(
+        "",
+        "public URL under which --crop-dir is served; Google Lens (serpapi image search) fetches crops from it",
+        env="PUBLIC_BASE_URL",
+    )
+    crop_dir: str = _f(
+        "runs/crops", "folder where images sent to Google Lens are written as <sha256>.png", env="CROP_DIR"
+    )
+    grounding_model: str = _f(
+        DEFAULT_MODEL, "Grounding DINO hub id or local folder ('off' disables region search)", env="GROUNDING_MODEL"
+    )
     grounding_device: str = _f("auto", "device for Grounding DINO: auto, cpu, cuda, cuda:N")
     box_threshold: float = _f(0.35, "Grounding DINO box score threshold")
     text_threshold: float = _f(0.25, "Grounding DINO text score threshold")
     crop_padding: float = _f(0.1, "padding added on each side of the box, as a fraction of its size")
     crop_min_size: int = _f(32, "smallest crop side in pixels (smaller boxes grow around their centre)")
-    grounding_cpu_size: int = _f(400, "short side (px) images are resized to for Grounding DINO on CPU (the model's default is 800)")
+    grounding_cpu_size: int = _f(
+        400, "short side (px) images are resized to for Grounding DINO on CPU (the model's default is 800)"
+    )
 
     def __post_init__(self) -> None:
-        for name, choices in (("text_search", TEXT_PROVIDERS), ("image_search", IMAGE_PROVIDERS), ("summariser", SUMMARISERS)):
+        for name, choices in (
+            ("text_search", TEXT_PROVIDERS),
+            ("image_search", IMAGE_PROVIDERS),
+            ("summariser", SUMMARISERS),
+        ):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         if self.top_k < 1 or self.candidates < self.top_k:
@@ -158,7 +218,9 @@ def add_tool_arguments(parser: argparse.ArgumentParser) -> None:
         elif isinstance(default, tuple):
             group.add_argument(flag, dest=f.name, action="append", default=None, metavar="CIDR", help=help_text)
         else:
-            group.add_argument(flag, dest=f.name, type=type(default), default=None, choices=meta["choices"], help=help_text)
+            group.add_argument(
+                flag, dest=f.name, type=type(default), default=None, choices=meta["choices"], help=help_text
+            )
 
 
 def tool_config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ToolConfig:
@@ -170,7 +232,9 @@ def tool_config_from_args(args: argparse.Namespace, environ: Mapping[str, str] |
     return ToolConfig.from_env(environ, **overrides)
 
 
-def build_toolbox(config: ToolConfig, *, summariser_model: ModelBackend | None = None, environ: Mapping[str, str] | None = None) -> Toolbox:
+def build_toolbox(
+    config: ToolConfig, *, summariser_model: ModelBackend | None = None, environ: Mapping[str, str] | None = None
+) -> Toolbox:
     """Tools for an episode. A tool that cannot work (missing key, URL or corpus) is None and its
     `off_reasons` entry names the variable or flag to set. Nothing here touches the network or loads
     a model: Grounding DINO loads on first use."""
@@ -192,7 +256,9 @@ def build_toolbox(config: ToolConfig, *, summariser_model: ModelBackend | None =
         off["image_search"] = why
     grounder = None
     if config.grounding_model.strip().lower() in ("", "off", "none"):
-        off["grounding"] = "grounding is off (--grounding-model off): region search is unavailable; set --grounding-model to a Grounding DINO id or folder"
+        off["grounding"] = (
+            "grounding is off (--grounding-model off): region search is unavailable; set --grounding-model to a Grounding DINO id or folder"
+        )
     else:
         grounder = GroundingDinoGrounder(config.grounding_settings())
     return Toolbox(text_search=text, image_search=image, grounder=grounder, off_reasons=off)

@@ -45,7 +45,12 @@ class GroundingSettings:
     def __post_init__(self) -> None:
         if not (0.0 <= self.box_threshold <= 1.0 and 0.0 <= self.text_threshold <= 1.0):
             raise ValueError("grounding thresholds must be in [0, 1]")
-        if self.padding < 0 or self.min_size < 1 or self.cpu_short_side < 32 or self.cpu_long_side < self.cpu_short_side:
+        if (
+            self.padding < 0
+            or self.min_size < 1
+            or self.cpu_short_side < 32
+            or self.cpu_long_side < self.cpu_short_side
+        ):
             raise ValueError("padding >= 0, min_size >= 1, 32 <= cpu_short_side <= cpu_long_side")
 
 
@@ -55,7 +60,9 @@ def normalise_expression(expression: str) -> str:
     return f"{text[:MAX_EXPRESSION_CHARS]}." if text else ""
 
 
-def finalize_box(raw: tuple[float, float, float, float], width: int, height: int, *, padding: float, min_size: int) -> Box | None:
+def finalize_box(
+    raw: tuple[float, float, float, float], width: int, height: int, *, padding: float, min_size: int
+) -> Box | None:
     """Pad, grow to `min_size`, clip to the image and round outward to whole pixels.
 
     Returns None for a box that is not finite, inverted, of zero area, or entirely outside the image:
@@ -105,7 +112,9 @@ class GroundingDinoGrounder:
             try:
                 self._loaded = _load(self.settings)
             except Exception as exc:  # no network, wrong path, corrupt weights: all end up as a tool error
-                self._load_error = f"could not load grounding model {self.settings.model!r}: {type(exc).__name__}: {str(exc)[:300]}"
+                self._load_error = (
+                    f"could not load grounding model {self.settings.model!r}: {type(exc).__name__}: {str(exc)[:300]}"
+                )
                 raise RuntimeError(self._load_error) from None
             return self._loaded
 
@@ -114,9 +123,18 @@ class GroundingDinoGrounder:
         whole = Box(0, 0, image.width, image.height)
         text = normalise_expression(expression)
         if not text:
-            return Grounding(whole, None, True, "", time.monotonic() - start, "empty referring expression: say what to crop, e.g. <img_search>the red car</img_search>")
+            return Grounding(
+                whole,
+                None,
+                True,
+                "",
+                time.monotonic() - start,
+                "empty referring expression: say what to crop, e.g. <img_search>the red car</img_search>",
+            )
         if image.width < 1 or image.height < 1:
-            return Grounding(whole, None, True, "", time.monotonic() - start, f"image has zero area ({image.width}x{image.height})")
+            return Grounding(
+                whole, None, True, "", time.monotonic() - start, f"image has zero area ({image.width}x{image.height})"
+            )
         try:
             processor, model, device = self.load()
             raw, score = self._detect(processor, model, device, image, text)
@@ -134,7 +152,9 @@ class GroundingDinoGrounder:
         note = f"{text!r} found with score {score:.2f}"
         return Grounding(box, score, False, note, time.monotonic() - start)
 
-    def _detect(self, processor: Any, model: Any, device: str, image: Image.Image, text: str) -> tuple[tuple[float, float, float, float] | None, float | None]:
+    def _detect(
+        self, processor: Any, model: Any, device: str, image: Image.Image, text: str
+    ) -> tuple[tuple[float, float, float, float] | None, float | None]:
         import torch
 
         rgb = image.convert("RGB") if image.mode != "RGB" else image

@@ -110,14 +110,18 @@ class HttpResponse:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError):
             excerpt = self.body[:80].decode("utf-8", errors="replace").replace("\n", " ")
-            raise ToolError(f"{what} is not valid JSON (HTTP {self.status}, {self.content_type or 'no content type'}): {excerpt!r}") from None
+            raise ToolError(
+                f"{what} is not valid JSON (HTTP {self.status}, {self.content_type or 'no content type'}): {excerpt!r}"
+            ) from None
 
 
 def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """True for globally routable unicast addresses; False for private, loopback, link-local and the like."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_loopback or ip.is_link_local)
+    return ip.is_global and not (
+        ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_loopback or ip.is_link_local
+    )
 
 
 class AddressGuard:
@@ -133,7 +137,13 @@ class AddressGuard:
         if is_public_address(ip):
             return None
         kind = (
-            "loopback" if ip.is_loopback else "link-local" if ip.is_link_local else "private" if ip.is_private else "non-public"
+            "loopback"
+            if ip.is_loopback
+            else "link-local"
+            if ip.is_link_local
+            else "private"
+            if ip.is_private
+            else "non-public"
         )
         return f"{kind} address {ip}"
 
@@ -174,12 +184,16 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         self.guard = guard
         self.inner = inner or AutoBackend()
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options=None):
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options=None
+    ):
         addresses = await self.guard.resolve(host, port)
         last: Exception | None = None
         for address in addresses:
             try:
-                return await self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address, socket_options=socket_options)
+                return await self.inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         assert last is not None
@@ -258,7 +272,9 @@ class HttpClient:
     httpx client cannot move between loops.
     """
 
-    def __init__(self, name: str, policy: HttpPolicy = HttpPolicy(), *, backend: httpcore.AsyncNetworkBackend | None = None):
+    def __init__(
+        self, name: str, policy: HttpPolicy = HttpPolicy(), *, backend: httpcore.AsyncNetworkBackend | None = None
+    ):
         self.name = name
         self.policy = policy
         self.limiter = RateLimiter(policy.rate_per_s)
@@ -271,7 +287,9 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop or self._client.is_closed:
             p = self.policy
-            transport = httpx.AsyncHTTPTransport(retries=0, trust_env=not p.guard_addresses, verify=shared_ssl_context())
+            transport = httpx.AsyncHTTPTransport(
+                retries=0, trust_env=not p.guard_addresses, verify=shared_ssl_context()
+            )
             if p.guard_addresses or self._backend is not None:
                 # httpx 0.28 has no public hook for the network backend; its pool reads this attribute
                 # when it opens each connection. tests/agent/tools/test_http.py fails if that changes.
@@ -314,7 +332,9 @@ class HttpClient:
             await self.limiter.wait()
             try:
                 async with asyncio.timeout(p.timeout_s):
-                    response = await self._follow(method, url, params=params, json_body=json_body, headers=headers, what=what)
+                    response = await self._follow(
+                        method, url, params=params, json_body=json_body, headers=headers, what=what
+                    )
             except TimeoutError:
                 failure = ToolError(f"{what}: no complete response within {p.timeout_s:g} s (timed out)")
                 wait = None
@@ -325,9 +345,18 @@ class HttpClient:
                 wait = None
             else:
                 if response.status not in _RETRYABLE:
-                    return HttpResponse(response.url, response.status, response.headers, response.body, time.monotonic() - start, attempt)
+                    return HttpResponse(
+                        response.url,
+                        response.status,
+                        response.headers,
+                        response.body,
+                        time.monotonic() - start,
+                        attempt,
+                    )
                 message = provider_message(response.body)
-                label = "rate limited (HTTP 429)" if response.status == 429 else f"server error (HTTP {response.status})"
+                label = (
+                    "rate limited (HTTP 429)" if response.status == 429 else f"server error (HTTP {response.status})"
+                )
                 failure = ToolError(f"{what}: {label}{': ' + message if message else ''}", status=response.status)
                 wait = retry_after_s(response.headers.get("retry-after"))
                 if wait is not None and wait > p.max_retry_wait_s:
@@ -348,7 +377,9 @@ class HttpClient:
         current = url
         for hop in range(p.max_redirects + 1):
             _check_scheme(current, what)
-            request = client.build_request(method, current, params=params if hop == 0 else None, json=json_body, headers=headers)
+            request = client.build_request(
+                method, current, params=params if hop == 0 else None, json=json_body, headers=headers
+            )
             self.requests_sent += 1
             response = await client.send(request, stream=True)
             try:
@@ -359,7 +390,9 @@ class HttpClient:
                     current = target
                     continue
                 body = await _read_capped(response, p.max_bytes, what)
-                return HttpResponse(str(response.url), response.status_code, {k.lower(): v for k, v in response.headers.items()}, body)
+                return HttpResponse(
+                    str(response.url), response.status_code, {k.lower(): v for k, v in response.headers.items()}, body
+                )
             finally:
                 await response.aclose()
         raise ToolError(f"{what}: more than {p.max_redirects} redirects (last to {redact_url(current)})")
@@ -371,7 +404,9 @@ def _check_scheme(url: str, what: str) -> None:
     except ValueError:
         raise ToolError(f"{what}: malformed URL") from None
     if scheme not in ("http", "https"):
-        raise ToolError(f"{what}: refused {scheme or 'scheme-less'} URL {redact_url(url)[:200]!r}: only http and https are fetched")
+        raise ToolError(
+            f"{what}: refused {scheme or 'scheme-less'} URL {redact_url(url)[:200]!r}: only http and https are fetched"
+        )
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int, what: str) -> bytes:
@@ -403,5 +438,7 @@ async def request_json(
     if response.status >= 400:
         detail = provider_message(response.body)
         hint = " (check the API key)" if response.status in (401, 403) else ""
-        raise ToolError(f"{what}: HTTP {response.status}{hint}{': ' + detail if detail else ''}", status=response.status)
+        raise ToolError(
+            f"{what}: HTTP {response.status}{hint}{': ' + detail if detail else ''}", status=response.status
+        )
     return response.json(what=f"{what} response")

@@ -82,7 +82,9 @@ class ReverseImageSearch:
     async def search_image(self, image: Image.Image, *, question: str) -> ToolResult:
         start = time.monotonic()
         if image.width < 1 or image.height < 1:
-            return ToolResult(provider=self.provider, error=f"cannot search an image of zero area ({image.width}x{image.height})")
+            return ToolResult(
+                provider=self.provider, error=f"cannot search an image of zero area ({image.width}x{image.height})"
+            )
         try:
             hits = (await self.source.search(image, count=self.top_k))[: self.top_k]
         except ToolError as exc:
@@ -90,8 +92,18 @@ class ReverseImageSearch:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # parsing bug on an odd response: the model reads it as a failure
-            return ToolResult(provider=self.provider, error=f"{self.provider}: unexpected {type(exc).__name__}: {exc}", latency_s=time.monotonic() - start)
+            return ToolResult(
+                provider=self.provider,
+                error=f"{self.provider}: unexpected {type(exc).__name__}: {exc}",
+                latency_s=time.monotonic() - start,
+            )
         if not hits:
-            return ToolResult(provider=self.provider, summary="Reverse image search found no matching pages.", latency_s=time.monotonic() - start)
+            return ToolResult(
+                provider=self.provider,
+                summary="Reverse image search found no matching pages.",
+                latency_s=time.monotonic() - start,
+            )
         summary = await summarise_or_digest(self.summariser, question=question, query="", items=hits, kind="image")
-        return ToolResult(provider=self.provider, items=tuple(hits), summary=summary, latency_s=time.monotonic() - start)
+        return ToolResult(
+            provider=self.provider, items=tuple(hits), summary=summary, latency_s=time.monotonic() - start
+        )

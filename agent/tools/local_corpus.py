@@ -98,7 +98,9 @@ class LocalCorpusSearch:
 
     def _search(self, query: str, count: int) -> list[ResultItem]:
         if not self.db_path.is_file():
-            raise ToolError(f"local corpus {self.db_path} does not exist: build it with `python -m agent search build-corpus docs.jsonl {self.db_path}`")
+            raise ToolError(
+                f"local corpus {self.db_path} does not exist: build it with `python -m agent search build-corpus docs.jsonl {self.db_path}`"
+            )
         match = fts_query(query)
         if not match:
             return []
@@ -116,6 +118,12 @@ class LocalCorpusSearch:
         finally:
             db.close()
         return [
-            result_item(title=title, url=url, snippet=snippet, source="local corpus", page_text=text[: self.page_chars] or snippet)
+            result_item(
+                title=title,
+                url=url,
+                snippet=snippet,
+                source="local corpus",
+                page_text=text[: self.page_chars] or snippet,
+            )
             for title, url, snippet, text in rows
         ]

@@ -58,16 +58,22 @@ class PageFetcher:
     async def fetch_text(self, url: str) -> str:
         if not safe_url(url):
             raise ToolError(f"refused URL {url[:200]!r}: only plain http(s) links are fetched")
-        response = await self.http.request("GET", url, what=f"page {url[:120]}", headers={"Accept": "text/html,application/xhtml+xml,text/plain;q=0.8"})
+        response = await self.http.request(
+            "GET", url, what=f"page {url[:120]}", headers={"Accept": "text/html,application/xhtml+xml,text/plain;q=0.8"}
+        )
         if response.status >= 400:
             raise ToolError(f"page {url[:120]}: HTTP {response.status}", status=response.status)
         kind = response.content_type
-        if kind in HTML_TYPES or (not kind and response.body.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html"))):
+        if kind in HTML_TYPES or (
+            not kind and response.body.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html"))
+        ):
             text = await asyncio.to_thread(html_to_text, response.body, url=response.url)
         elif kind in TEXT_TYPES:
             text = clean_text(response.text(), keep_newlines=True)
         else:
-            raise ToolError(f"page {url[:120]}: not a web page ({kind or 'no content type'}); only HTML and plain text are read")
+            raise ToolError(
+                f"page {url[:120]}: not a web page ({kind or 'no content type'}); only HTML and plain text are read"
+            )
         if not text.strip():
             raise ToolError(f"page {url[:120]}: no readable text")
         if len(text) > self.max_chars:

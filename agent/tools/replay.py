@@ -115,4 +115,3 @@ class ReplayImageSearch:
                 latency_s=time.monotonic() - start,
             )
         return result_from_json(entry.result, latency_s=time.monotonic() - start)
-

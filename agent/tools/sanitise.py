@@ -18,7 +18,9 @@ from agent.events import ResultItem
 # Anything that looks like a tag. Bounded length so a stray "<" in prose cannot swallow a whole page.
 _TAG = re.compile(r"<\s*/?\s*[a-zA-Z!?][^<>]{0,2000}>")
 # Script/style blocks whose *content* must go too (stripping only the tags would keep the JavaScript).
-_BLOCK = re.compile(r"<\s*(script|style|noscript|template|iframe|object|svg)\b.*?<\s*/\s*\1\s*>", re.IGNORECASE | re.DOTALL)
+_BLOCK = re.compile(
+    r"<\s*(script|style|noscript|template|iframe|object|svg)\b.*?<\s*/\s*\1\s*>", re.IGNORECASE | re.DOTALL
+)
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u2000-\u200b\u3000]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
 
@@ -82,7 +84,15 @@ def site_of(url: str) -> str:
     return host[4:] if host.startswith("www.") else host
 
 
-def result_item(*, title: object, url: object = "", snippet: object = "", thumbnail: object = "", source: object = "", page_text: str = "") -> ResultItem:
+def result_item(
+    *,
+    title: object,
+    url: object = "",
+    snippet: object = "",
+    thumbnail: object = "",
+    source: object = "",
+    page_text: str = "",
+) -> ResultItem:
     """A ResultItem from raw provider fields, every field sanitised. Missing titles fall back to the site."""
     link = safe_url(url)
     clean_title = clean_text(title, max_chars=300) or site_of(link) or "(untitled)"

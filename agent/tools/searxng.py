@@ -15,7 +15,9 @@ from agent.tools.sanitise import result_item
 class SearxngSearch:
     name = "searxng"
 
-    def __init__(self, base_url: str, *, policy: HttpPolicy = HttpPolicy(), language: str = "en", categories: str = "general"):
+    def __init__(
+        self, base_url: str, *, policy: HttpPolicy = HttpPolicy(), language: str = "en", categories: str = "general"
+    ):
         self.base_url = base_url.rstrip("/")
         self.language = language
         self.categories = categories
@@ -24,10 +26,15 @@ class SearxngSearch:
     async def search(self, query: str, *, count: int) -> list[ResultItem]:
         params = {"q": query, "format": "json", "language": self.language, "categories": self.categories}
         try:
-            data = await request_json(self.http, "GET", f"{self.base_url}/search", params=params, what=f"searxng {self.base_url}")
+            data = await request_json(
+                self.http, "GET", f"{self.base_url}/search", params=params, what=f"searxng {self.base_url}"
+            )
         except ToolError as exc:
             if exc.status == 403:
-                raise ToolError(f"searxng {self.base_url}: HTTP 403; enable the JSON API by adding `json` to search.formats in settings.yml", status=403) from None
+                raise ToolError(
+                    f"searxng {self.base_url}: HTTP 403; enable the JSON API by adding `json` to search.formats in settings.yml",
+                    status=403,
+                ) from None
             raise
         if not isinstance(data, dict):
             raise ToolError("searxng: unexpected response (not a JSON object)")

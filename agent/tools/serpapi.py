@@ -46,11 +46,20 @@ class SerpApiSearch:
         if not self._api_key:
             raise ToolError("SERPAPI_API_KEY is not set: set it to use SerpAPI")
         params = {"engine": "google", "q": query, "num": count, "api_key": self._api_key, "output": "json"}
-        data = _check(await request_json(self.http, "GET", f"{self.base_url}/search.json", params=params, what="serpapi"), "serpapi")
+        data = _check(
+            await request_json(self.http, "GET", f"{self.base_url}/search.json", params=params, what="serpapi"),
+            "serpapi",
+        )
         if data is None:
             return []
         hits = [
-            result_item(title=r.get("title"), url=r.get("link"), snippet=r.get("snippet"), thumbnail=r.get("thumbnail"), source=r.get("source"))
+            result_item(
+                title=r.get("title"),
+                url=r.get("link"),
+                snippet=r.get("snippet"),
+                thumbnail=r.get("thumbnail"),
+                source=r.get("source"),
+            )
             for r in data.get("organic_results") or []
             if isinstance(r, dict)
         ]
@@ -62,7 +71,14 @@ class SerpApiLens:
 
     name = "serpapi"
 
-    def __init__(self, api_key: str, publisher: ImagePublisher, *, base_url: str = DEFAULT_BASE_URL, policy: HttpPolicy = HttpPolicy()):
+    def __init__(
+        self,
+        api_key: str,
+        publisher: ImagePublisher,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        policy: HttpPolicy = HttpPolicy(),
+    ):
         self._api_key = api_key
         self.publisher = publisher
         self.base_url = base_url.rstrip("/")
@@ -73,15 +89,35 @@ class SerpApiLens:
             raise ToolError("SERPAPI_API_KEY is not set: set it to use Google Lens through SerpAPI")
         image_url = self.publisher.publish(image)
         params = {"engine": "google_lens", "url": image_url, "api_key": self._api_key, "hl": "en", "output": "json"}
-        data = _check(await request_json(self.http, "GET", f"{self.base_url}/search.json", params=params, what="serpapi google_lens"), "serpapi google_lens")
+        data = _check(
+            await request_json(
+                self.http, "GET", f"{self.base_url}/search.json", params=params, what="serpapi google_lens"
+            ),
+            "serpapi google_lens",
+        )
         if data is None:
             return []
         hits: list[ResultItem] = []
         # Lens puts its identification ("this is the Eiffel Tower") in knowledge_graph when it has one.
         for kg in data.get("knowledge_graph") or []:
             if isinstance(kg, dict):
-                hits.append(result_item(title=kg.get("title"), url=kg.get("link"), snippet=kg.get("subtitle"), thumbnail=kg.get("thumbnail"), source="Google Lens"))
+                hits.append(
+                    result_item(
+                        title=kg.get("title"),
+                        url=kg.get("link"),
+                        snippet=kg.get("subtitle"),
+                        thumbnail=kg.get("thumbnail"),
+                        source="Google Lens",
+                    )
+                )
         for match in data.get("visual_matches") or []:
             if isinstance(match, dict):
-                hits.append(result_item(title=match.get("title"), url=match.get("link"), thumbnail=match.get("thumbnail"), source=match.get("source")))
+                hits.append(
+                    result_item(
+                        title=match.get("title"),
+                        url=match.get("link"),
+                        thumbnail=match.get("thumbnail"),
+                        source=match.get("source"),
+                    )
+                )
         return [h for h in hits if h.url][:count]

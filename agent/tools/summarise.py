@@ -57,7 +57,11 @@ def summary_messages(*, question: str, query: str, items: Sequence[ResultItem], 
         if item.page_text:
             parts.append("Page text: " + clean_text(item.page_text, max_chars=PAGE_CHARS))
         blocks.append("\n".join(parts))
-    what = "web search results" if kind == "text" else "reverse image search results (pages showing a visually matching image)"
+    what = (
+        "web search results"
+        if kind == "text"
+        else "reverse image search results (pages showing a visually matching image)"
+    )
     searched = f"Search query: {query}\n" if query else ""
     system = (
         "You summarise search results for a research assistant. Use only facts stated in the results; "
@@ -82,7 +86,15 @@ class NoSummariser:
 class OpenAIChatSummariser:
     """POST {base_url}/chat/completions (non-streaming) on any OpenAI-compatible server."""
 
-    def __init__(self, base_url: str, model: str, *, api_key: str = "", policy: HttpPolicy = HttpPolicy(timeout_s=60.0, retries=1), max_tokens: int = 700):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str = "",
+        policy: HttpPolicy = HttpPolicy(timeout_s=60.0, retries=1),
+        max_tokens: int = 700,
+    ):
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.name = f"openai:{model}"
@@ -98,10 +110,19 @@ class OpenAIChatSummariser:
             "max_tokens": self.max_tokens,
             "temperature": 0.0,  # summaries are cached and replayed; make them as repeatable as the server allows
         }
-        response = await self.http.request("POST", f"{self.base_url}/chat/completions", json_body=body, headers=headers, what=f"summariser {self.base_url}")
+        response = await self.http.request(
+            "POST",
+            f"{self.base_url}/chat/completions",
+            json_body=body,
+            headers=headers,
+            what=f"summariser {self.base_url}",
+        )
         if response.status >= 400:
             detail = provider_message(response.body)
-            raise ToolError(f"summariser {self.base_url}: HTTP {response.status}{': ' + detail if detail else ''}", status=response.status)
+            raise ToolError(
+                f"summariser {self.base_url}: HTTP {response.status}{': ' + detail if detail else ''}",
+                status=response.status,
+            )
         data = response.json(what="summariser response")
         try:
             content = data["choices"][0]["message"]["content"]
@@ -147,7 +168,9 @@ class ModelSummariser:
         return text
 
 
-async def summarise_or_digest(summariser: Summariser, *, question: str, query: str, items: Sequence[ResultItem], kind: Kind) -> str:
+async def summarise_or_digest(
+    summariser: Summariser, *, question: str, query: str, items: Sequence[ResultItem], kind: Kind
+) -> str:
     """The summary, or the snippet digest with a note when the summariser fails (results stay usable)."""
     if not items:
         return ""

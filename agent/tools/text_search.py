@@ -55,7 +55,9 @@ class WebTextSearch:
         start = time.monotonic()
         query = query.strip()
         if not query:
-            return ToolResult(provider=self.provider, error="empty search query: write the words to search for inside the tag")
+            return ToolResult(
+                provider=self.provider, error="empty search query: write the words to search for inside the tag"
+            )
         try:
             hits = await self.source.search(query, count=self.candidates)
         except ToolError as exc:
@@ -63,9 +65,15 @@ class WebTextSearch:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a parsing bug on an odd response must reach the model as a failure
-            return ToolResult(provider=self.provider, error=f"{self.provider}: unexpected {type(exc).__name__}: {exc}", latency_s=time.monotonic() - start)
+            return ToolResult(
+                provider=self.provider,
+                error=f"{self.provider}: unexpected {type(exc).__name__}: {exc}",
+                latency_s=time.monotonic() - start,
+            )
         if not hits:
-            return ToolResult(provider=self.provider, summary=f"No results for {query!r}.", latency_s=time.monotonic() - start)
+            return ToolResult(
+                provider=self.provider, summary=f"No results for {query!r}.", latency_s=time.monotonic() - start
+            )
         items, note = await self._read(hits)
         summary = await summarise_or_digest(self.summariser, question=question, query=query, items=items, kind="text")
         if note:

@@ -25,11 +25,17 @@ def build_summariser(config: ToolConfig, model: ModelBackend | None, environ: Ma
         choice = "openai" if not config.summarises_with_agent_model() else "model" if model is not None else "none"
     if choice == "openai":
         if not config.summariser_base_url or not config.summariser_model:
-            raise ValueError("--summariser openai needs --summariser-base-url (SUMMARISER_BASE_URL) and --summariser-model (SUMMARISER_MODEL)")
-        return OpenAIChatSummariser(config.summariser_base_url, config.summariser_model, api_key=environ.get(SUMMARISER_KEY_VAR, ""))
+            raise ValueError(
+                "--summariser openai needs --summariser-base-url (SUMMARISER_BASE_URL) and --summariser-model (SUMMARISER_MODEL)"
+            )
+        return OpenAIChatSummariser(
+            config.summariser_base_url, config.summariser_model, api_key=environ.get(SUMMARISER_KEY_VAR, "")
+        )
     if choice == "model":
         if model is None:
-            raise ValueError("--summariser model needs the agent's loaded model; none was given (use openai or none here)")
+            raise ValueError(
+                "--summariser model needs the agent's loaded model; none was given (use openai or none here)"
+            )
         return ModelSummariser(model)
     return NoSummariser()
 
@@ -38,7 +44,9 @@ def _key(provider: str, environ: Mapping[str, str]) -> str:
     return environ.get(KEY_VARS[provider], "").strip()
 
 
-def _text_provider(config: ToolConfig, name: str, environ: Mapping[str, str]) -> tuple[SearchProvider | None, str | None]:
+def _text_provider(
+    config: ToolConfig, name: str, environ: Mapping[str, str]
+) -> tuple[SearchProvider | None, str | None]:
     policy = config.api_policy()
     alternatives = "or choose another with --text-search (searxng and local need no key)"
     if name in ("serpapi", "serper", "brave"):
@@ -58,13 +66,19 @@ def _text_provider(config: ToolConfig, name: str, environ: Mapping[str, str]) ->
         return BraveSearch(key, base_url=config.brave_base_url, policy=policy), None
     if name == "searxng":
         if not config.searxng_base_url:
-            return None, f"SEARXNG_BASE_URL is not set: text search via searxng is off; set it or --searxng-base-url, {alternatives}"
+            return (
+                None,
+                f"SEARXNG_BASE_URL is not set: text search via searxng is off; set it or --searxng-base-url, {alternatives}",
+            )
         from agent.tools.searxng import SearxngSearch
 
         return SearxngSearch(config.searxng_base_url, policy=policy), None
     if name == "local":
         if not config.corpus_path:
-            return None, "no local corpus: set --corpus PATH (LOCAL_CORPUS_PATH), built with `python -m agent search build-corpus docs.jsonl PATH`"
+            return (
+                None,
+                "no local corpus: set --corpus PATH (LOCAL_CORPUS_PATH), built with `python -m agent search build-corpus docs.jsonl PATH`",
+            )
         from agent.tools.local_corpus import LocalCorpusSearch
 
         return LocalCorpusSearch(config.corpus_path, page_chars=config.page_max_chars), None
@@ -82,13 +96,18 @@ def _auto_text(config: ToolConfig, environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def build_text_search(config: ToolConfig, summariser: Summariser, cache: ToolCache | None, environ: Mapping[str, str]) -> tuple[TextSearchTool | None, str | None]:
+def build_text_search(
+    config: ToolConfig, summariser: Summariser, cache: ToolCache | None, environ: Mapping[str, str]
+) -> tuple[TextSearchTool | None, str | None]:
     name = config.text_search
     if name == "off":
         return None, "text search is off (--text-search off)"
     if name == "replay":
         if cache is None:
-            return None, "replay needs the tool cache: set --tool-cache PATH (TOOL_CACHE) to the cache a live run recorded"
+            return (
+                None,
+                "replay needs the tool cache: set --tool-cache PATH (TOOL_CACHE) to the cache a live run recorded",
+            )
         return ReplayTextSearch(cache), None
     if name == "auto":
         name = _auto_text(config, environ)
@@ -101,15 +120,23 @@ def build_text_search(config: ToolConfig, summariser: Summariser, cache: ToolCac
     if provider is None:
         return None, why
     # Local documents carry their text; there is nothing to fetch.
-    fetcher = PageFetcher(HttpClient("pages", config.page_policy()), max_chars=config.page_max_chars) if config.fetch_pages and name != "local" else None
-    tool: TextSearchTool = WebTextSearch(provider, fetcher=fetcher, summariser=summariser, top_k=config.top_k, candidates=config.candidates)
+    fetcher = (
+        PageFetcher(HttpClient("pages", config.page_policy()), max_chars=config.page_max_chars)
+        if config.fetch_pages and name != "local"
+        else None
+    )
+    tool: TextSearchTool = WebTextSearch(
+        provider, fetcher=fetcher, summariser=summariser, top_k=config.top_k, candidates=config.candidates
+    )
     if cache is not None:
         settings = {"top_k": config.top_k, "summariser": summariser.name, "fetch_pages": fetcher is not None}
         tool = CachedTextSearch(tool, cache, settings=settings)
     return tool, None
 
 
-def build_image_search(config: ToolConfig, summariser: Summariser, cache: ToolCache | None, environ: Mapping[str, str]) -> tuple[ImageSearchTool | None, str | None]:
+def build_image_search(
+    config: ToolConfig, summariser: Summariser, cache: ToolCache | None, environ: Mapping[str, str]
+) -> tuple[ImageSearchTool | None, str | None]:
     from agent.tools.image_search import ImagePublisher, ReverseImageSearch
 
     name = config.image_search
@@ -117,7 +144,10 @@ def build_image_search(config: ToolConfig, summariser: Summariser, cache: ToolCa
         return None, "image search is off (--image-search off)"
     if name == "replay":
         if cache is None:
-            return None, "replay needs the tool cache: set --tool-cache PATH (TOOL_CACHE) to the cache a live run recorded"
+            return (
+                None,
+                "replay needs the tool cache: set --tool-cache PATH (TOOL_CACHE) to the cache a live run recorded",
+            )
         return ReplayImageSearch(cache), None
     lens_ready = bool(_key("serpapi", environ) and config.public_base_url)
     if name == "auto":
@@ -130,7 +160,10 @@ def build_image_search(config: ToolConfig, summariser: Summariser, cache: ToolCa
     policy = config.api_policy()
     if name == "serpapi":
         if not _key("serpapi", environ):
-            return None, "SERPAPI_API_KEY is not set: image search via Google Lens is off; set it or choose --image-search cloud_vision"
+            return (
+                None,
+                "SERPAPI_API_KEY is not set: image search via Google Lens is off; set it or choose --image-search cloud_vision",
+            )
         if not config.public_base_url:
             return None, (
                 f"PUBLIC_BASE_URL is not set: Google Lens needs crops at a public URL; serve {config.crop_dir} publicly and set "
@@ -138,13 +171,23 @@ def build_image_search(config: ToolConfig, summariser: Summariser, cache: ToolCa
             )
         from agent.tools.serpapi import SerpApiLens
 
-        provider = SerpApiLens(_key("serpapi", environ), ImagePublisher(config.crop_dir, config.public_base_url), base_url=config.serpapi_base_url, policy=policy)
+        provider = SerpApiLens(
+            _key("serpapi", environ),
+            ImagePublisher(config.crop_dir, config.public_base_url),
+            base_url=config.serpapi_base_url,
+            policy=policy,
+        )
     else:
         if not _key("cloud_vision", environ):
-            return None, "CLOUD_VISION_API_KEY is not set: image search via Cloud Vision is off; set it or choose --image-search serpapi"
+            return (
+                None,
+                "CLOUD_VISION_API_KEY is not set: image search via Cloud Vision is off; set it or choose --image-search serpapi",
+            )
         from agent.tools.cloud_vision import CloudVisionWebDetection
 
-        provider = CloudVisionWebDetection(_key("cloud_vision", environ), base_url=config.cloud_vision_base_url, policy=policy)
+        provider = CloudVisionWebDetection(
+            _key("cloud_vision", environ), base_url=config.cloud_vision_base_url, policy=policy
+        )
     tool: ImageSearchTool = ReverseImageSearch(provider, summariser=summariser, top_k=config.top_k)
     if cache is not None:
         tool = CachedImageSearch(tool, cache, settings={"top_k": config.top_k, "summariser": summariser.name})

@@ -20,7 +20,11 @@ class RecordingTextSearch:
         self.queries.append(query)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        return ToolResult(provider=self.provider, items=(ResultItem(title=f"About {query}", snippet="snippet", url="https://example.org"),), summary=f"Summary for {query}.")
+        return ToolResult(
+            provider=self.provider,
+            items=(ResultItem(title=f"About {query}", snippet="snippet", url="https://example.org"),),
+            summary=f"Summary for {query}.",
+        )
 
 
 @dataclass
@@ -30,7 +34,11 @@ class RecordingImageSearch:
 
     async def search_image(self, image: Image.Image, *, question: str) -> ToolResult:
         self.sizes.append(image.size)
-        return ToolResult(provider=self.provider, items=(ResultItem(title="A red square", url="https://example.org/sq"),), summary="It is a red square.")
+        return ToolResult(
+            provider=self.provider,
+            items=(ResultItem(title="A red square", url="https://example.org/sq"),),
+            summary="It is a red square.",
+        )
 
 
 @dataclass

@@ -13,7 +13,9 @@ from tests.servers.chat_completions import scripted_chat_server
 
 
 def _run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agent", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
@@ -30,8 +32,20 @@ def test_tiny_then_ask_runs_a_full_episode_on_a_real_fvqa_image(tmp_path, fvqa_s
     assert (tmp_path / "t" / "vlm" / "config.json").exists() and (tmp_path / "t" / "grounding" / "config.json").exists()
 
     asked = _run(
-        "ask", "--model", str(tmp_path / "t" / "vlm"), "--grounding-model", str(tmp_path / "t" / "grounding"),
-        "--image", str(image_path), "--question", question, "--json", "--max-turn-tokens", "24", "--tool-cache", "",
+        "ask",
+        "--model",
+        str(tmp_path / "t" / "vlm"),
+        "--grounding-model",
+        str(tmp_path / "t" / "grounding"),
+        "--image",
+        str(image_path),
+        "--question",
+        question,
+        "--json",
+        "--max-turn-tokens",
+        "24",
+        "--tool-cache",
+        "",
     )
     assert asked.returncode == 0, asked.stderr
     events = [json.loads(line) for line in asked.stdout.splitlines()]
@@ -46,8 +60,25 @@ def test_ask_against_an_openai_endpoint_prints_the_answer(tmp_path, capsys):
     Image.new("RGB", (64, 48), "red").save(image)
     turns = ["<reason>It is plainly red.</reason><answer>red</answer>"]
     with scripted_chat_server(turns) as server:
-        code = main(["ask", "--backend", "openai", "--base-url", server.base_url, "--model", "scripted-model",
-                     "--image", str(image), "--question", "What colour?", "--tool-cache", "", "--grounding-model", "off"])
+        code = main(
+            [
+                "ask",
+                "--backend",
+                "openai",
+                "--base-url",
+                server.base_url,
+                "--model",
+                "scripted-model",
+                "--image",
+                str(image),
+                "--question",
+                "What colour?",
+                "--tool-cache",
+                "",
+                "--grounding-model",
+                "off",
+            ]
+        )
     out = capsys.readouterr().out
     assert code == 0
     assert "ANSWER: red" in out and "finished: answered" in out
@@ -68,8 +99,24 @@ def test_not_an_image_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_dead_endpoint_exits_non_zero_with_the_endpoint_named(tmp_path, capsys):
-    code = main(["ask", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--question", "q",
-                 "--tool-cache", "", "--grounding-model", "off", "--json"])
+    code = main(
+        [
+            "ask",
+            "--backend",
+            "openai",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+            "--question",
+            "q",
+            "--tool-cache",
+            "",
+            "--grounding-model",
+            "off",
+            "--json",
+        ]
+    )
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert code == 1
     error = next(e for e in lines if e["type"] == "model_error")
@@ -82,10 +129,30 @@ def test_ask_with_db_records_the_episode_for_traces_stats(tmp_path, capsys):
     from traces.cli import main as traces_main
 
     db = tmp_path / "traces.db"
-    turns = ["<reason>Check the web.</reason><text_search>red colour</text_search>", "<reason>Known.</reason><answer>red</answer>"]
+    turns = [
+        "<reason>Check the web.</reason><text_search>red colour</text_search>",
+        "<reason>Known.</reason><answer>red</answer>",
+    ]
     with scripted_chat_server(turns) as server:
-        code = main(["ask", "--backend", "openai", "--base-url", server.base_url, "--model", "scripted-model",
-                     "--question", "What colour?", "--tool-cache", "", "--grounding-model", "off", "--db", str(db)])
+        code = main(
+            [
+                "ask",
+                "--backend",
+                "openai",
+                "--base-url",
+                server.base_url,
+                "--model",
+                "scripted-model",
+                "--question",
+                "What colour?",
+                "--tool-cache",
+                "",
+                "--grounding-model",
+                "off",
+                "--db",
+                str(db),
+            ]
+        )
     assert code == 0
     store = open_store(str(db))
     page = store.list_episodes(limit=10)

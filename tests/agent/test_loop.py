@@ -50,7 +50,12 @@ def test_text_search_then_crop_search_then_answer(image):
     assert isinstance(events[0], EpisodeStarted) and events[0].image_sha256
     finished = events[-1]
     assert isinstance(finished, EpisodeFinished)
-    assert (finished.status, finished.final_answer, finished.turns, finished.tool_calls) == ("answered", "a red square", 3, 2)
+    assert (finished.status, finished.final_answer, finished.turns, finished.tool_calls) == (
+        "answered",
+        "a red square",
+        3,
+        2,
+    )
     assert finished.format_ok
     assert [e.kind for e in _of(events, ActionParsed)] == ["text_search", "image_search_region", "answer"]
     crop = _of(events, ToolFinished)[1]
@@ -63,15 +68,30 @@ def test_text_search_then_crop_search_then_answer(image):
     assert first_turn == TEXT and len([e for e in _of(events, TextDelta) if e.turn_index == 0]) > 3
     # The model saw the tool result inside <information> in its next user turn, image in the first.
     second = server.requests[1]["messages"]
-    assert second[-1]["role"] == "user" and "<information>Summary for red square meaning.</information>" in second[-1]["content"][0]["text"]
-    assert second[1]["content"][0]["type"] == "image_url" and second[1]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert (
+        second[-1]["role"] == "user"
+        and "<information>Summary for red square meaning.</information>" in second[-1]["content"][0]["text"]
+    )
+    assert second[1]["content"][0]["type"] == "image_url" and second[1]["content"][0]["image_url"]["url"].startswith(
+        "data:image/png;base64,"
+    )
     assert server.requests[0]["stop"] == ["</text_search>", "</img_search>", "</answer>"]
 
 
 def test_event_order_per_turn(image):
     events, _ = _run([WHOLE, ANSWER], image)
     kinds = [type(e).__name__ for e in events if not isinstance(e, TextDelta)]
-    assert kinds == ["EpisodeStarted", "TurnStarted", "ActionParsed", "ToolStarted", "ToolFinished", "TurnStarted", "ActionParsed", "Answer", "EpisodeFinished"]
+    assert kinds == [
+        "EpisodeStarted",
+        "TurnStarted",
+        "ActionParsed",
+        "ToolStarted",
+        "ToolFinished",
+        "TurnStarted",
+        "ActionParsed",
+        "Answer",
+        "EpisodeFinished",
+    ]
     whole = _of(events, ToolFinished)[0]
     assert whole.result.crop_box.as_tuple() == (0, 0, 120, 90)
 
@@ -149,7 +169,11 @@ def test_region_search_without_image_is_an_error_result():
 
 @pytest.mark.parametrize(
     "turn,needle",
-    [(HTTPFailure(500, "engine died"), "HTTP 500"), (CutStream("<reason>a b c d", after_words=2), "cut"), (HTTPFailure(401, "bad key"), "OPENAI_API_KEY")],
+    [
+        (HTTPFailure(500, "engine died"), "HTTP 500"),
+        (CutStream("<reason>a b c d", after_words=2), "cut"),
+        (HTTPFailure(401, "bad key"), "OPENAI_API_KEY"),
+    ],
 )
 def test_endpoint_failures_end_with_an_error_event_naming_the_endpoint(image, turn, needle):
     events, server = _run([turn], image)
@@ -182,7 +206,13 @@ def test_cancel_flag_stops_mid_stream(image):
 def test_closing_the_generator_reports_cancelled_to_on_event(image):
     finished = []
     with scripted_chat_server([TEXT, ANSWER]) as server:
-        events = run_episode("q", image, OpenAIBackend("scripted-model", server.base_url), _tools(), on_event=lambda e: finished.append(e) if isinstance(e, EpisodeFinished) else None)
+        events = run_episode(
+            "q",
+            image,
+            OpenAIBackend("scripted-model", server.base_url),
+            _tools(),
+            on_event=lambda e: finished.append(e) if isinstance(e, EpisodeFinished) else None,
+        )
         for event in events:
             if isinstance(event, TurnStarted) and event.turn_index == 1:
                 events.close()

@@ -7,8 +7,16 @@ from agent.protocol import DIALECTS, MAX_TURN_CHARS, get_dialect, parse_turn
 
 GOOD = [
     ("<reason>I know it.</reason><answer>Paris</answer>", "answer", "Paris"),
-    ("<reason>Look it up.</reason>\n<text_search>height of the Eiffel tower</text_search>", "text_search", "height of the Eiffel tower"),
-    ("<reason>Identify the logo.</reason><img_search>the logo on the left shirt</img_search>", "image_search_region", "the logo on the left shirt"),
+    (
+        "<reason>Look it up.</reason>\n<text_search>height of the Eiffel tower</text_search>",
+        "text_search",
+        "height of the Eiffel tower",
+    ),
+    (
+        "<reason>Identify the logo.</reason><img_search>the logo on the left shirt</img_search>",
+        "image_search_region",
+        "the logo on the left shirt",
+    ),
     ("<reason>What is this?</reason><img_search><img></img_search>", "image_search_whole", ""),
     ("  \n<reason>spaces around</reason>  <answer> 42 </answer>\n ", "answer", "42"),
     ("<reason>多语言 ✓ é</reason><answer>東京</answer>", "answer", "東京"),
@@ -97,7 +105,24 @@ def test_parser_never_raises_on_arbitrary_text(text, dialect):
     assert turn.format_ok == (turn.error is None)
 
 
-TAGS = ["<reason>", "</reason>", "<answer>", "</answer>", "<text_search>", "</text_search>", "<img_search>", "</img_search>", "<img>", "</img>", "<search>", "</search>", "<information>", " ", "x", "\n"]
+TAGS = [
+    "<reason>",
+    "</reason>",
+    "<answer>",
+    "</answer>",
+    "<text_search>",
+    "</text_search>",
+    "<img_search>",
+    "</img_search>",
+    "<img>",
+    "</img>",
+    "<search>",
+    "</search>",
+    "<information>",
+    " ",
+    "x",
+    "\n",
+]
 
 
 @settings(max_examples=500, deadline=None)
@@ -120,7 +145,10 @@ def test_stop_sequences_end_at_each_action_close():
 def test_a_stripped_stop_string_is_restored_before_parsing():
     d = DIALECTS["deepmmsearch"]
     assert d.close_unterminated_action("<reason>r</reason><answer>Paris") == "<reason>r</reason><answer>Paris</answer>"
-    assert d.close_unterminated_action("<reason>r</reason><answer>Paris</answer>") == "<reason>r</reason><answer>Paris</answer>"
+    assert (
+        d.close_unterminated_action("<reason>r</reason><answer>Paris</answer>")
+        == "<reason>r</reason><answer>Paris</answer>"
+    )
     assert d.close_unterminated_action("<reason>r") == "<reason>r"
 
 

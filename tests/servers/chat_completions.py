@@ -137,12 +137,20 @@ def scripted_chat_server(
             if body.get("model") != model:
                 self._json(
                     404,
-                    {"object": "error", "message": f"The model `{body.get('model')}` does not exist.", "type": "NotFoundError", "param": None, "code": 404},
+                    {
+                        "object": "error",
+                        "message": f"The model `{body.get('model')}` does not exist.",
+                        "type": "NotFoundError",
+                        "param": None,
+                        "code": 404,
+                    },
                 )
                 return
             turn = pick(body)
             if isinstance(turn, HTTPFailure):
-                self._json(turn.status, {"error": {"message": turn.message, "type": "ScriptedError", "code": turn.status}})
+                self._json(
+                    turn.status, {"error": {"message": turn.message, "type": "ScriptedError", "code": turn.status}}
+                )
                 return
             try:
                 self._stream(body, turn)
@@ -169,8 +177,18 @@ def scripted_chat_server(
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            base = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-            self._sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+            base = {
+                "id": "chatcmpl-scripted",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+            }
+            self._sse(
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                }
+            )
             for i, word in enumerate(words):
                 if isinstance(turn, CutStream) and i >= turn.after_words:
                     self.wfile.flush()
@@ -183,9 +201,21 @@ def scripted_chat_server(
                 self._sse({**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
                 with lock:
                     state.emitted_at.append(time.monotonic())
-            self._sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish, "stop_reason": stop_hit}]})
+            self._sse(
+                {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish, "stop_reason": stop_hit}]}
+            )
             if (body.get("stream_options") or {}).get("include_usage"):
-                self._sse({**base, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": len(words), "total_tokens": 10 + len(words)}})
+                self._sse(
+                    {
+                        **base,
+                        "choices": [],
+                        "usage": {
+                            "prompt_tokens": 10,
+                            "completion_tokens": len(words),
+                            "total_tokens": 10 + len(words),
+                        },
+                    }
+                )
             self._sse("[DONE]")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
@@ -195,7 +225,9 @@ def scripted_chat_server(
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     state.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="scripted-chat", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="scripted-chat", daemon=True
+    )
     thread.start()
     try:
         yield state

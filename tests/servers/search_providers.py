@@ -128,7 +128,9 @@ class FakeWeb:
         self.hits = []
         for i in range(1, n + 1):
             self.pages[f"p{i}"] = Page(article(f"Page {i}"), delay_s=delay_s)
-            self.hits.append(Hit(f"Page {i}", self.url(f"/pages/p{i}"), f"Snippet of page {i}.", self.url(f"/thumbs/p{i}.jpg")))
+            self.hits.append(
+                Hit(f"Page {i}", self.url(f"/pages/p{i}"), f"Snippet of page {i}.", self.url(f"/thumbs/p{i}.jpg"))
+            )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -142,7 +144,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, body: object, *, content_type: str = "application/json", headers: Sequence[tuple[str, str]] = ()) -> None:
+    def _send(
+        self,
+        status: int,
+        body: object,
+        *,
+        content_type: str = "application/json",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         try:
             self.send_response(status)
@@ -160,7 +169,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(parts.query)
         body = self._read_body() if method == "POST" else b""
         web = self.web
-        web.record(Seen(method, parts.path, query, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()))
+        web.record(
+            Seen(method, parts.path, query, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+        )
         scripted = web.next_scripted(parts.path)
         if scripted is not None:
             if scripted.delay_s:
@@ -193,20 +204,43 @@ class _Handler(BaseHTTPRequestHandler):
     # --- providers ----------------------------------------------------------------------------------
     def _serpapi(self, query: dict[str, list[str]]) -> None:
         if query.get("api_key", [""])[0] != KEY:
-            return self._send(401, {"error": "Invalid API key. Your API key should be here: https://serpapi.com/manage-api-key"})
+            return self._send(
+                401, {"error": "Invalid API key. Your API key should be here: https://serpapi.com/manage-api-key"}
+            )
         engine = query.get("engine", [""])[0]
         meta = {"search_metadata": {"id": "fake", "status": "Success"}, "search_parameters": {"engine": engine}}
         if not self.web.hits:
-            return self._send(200, {**meta, "search_information": {"organic_results_state": "Fully empty"}, "error": "Google hasn't returned any results for this query."})
+            return self._send(
+                200,
+                {
+                    **meta,
+                    "search_information": {"organic_results_state": "Fully empty"},
+                    "error": "Google hasn't returned any results for this query.",
+                },
+            )
         if engine == "google_lens":
             matches = [
-                {"position": i, "title": h.title, "link": h.url, "source": "example.org", "thumbnail": h.thumbnail, "image": h.thumbnail}
+                {
+                    "position": i,
+                    "title": h.title,
+                    "link": h.url,
+                    "source": "example.org",
+                    "thumbnail": h.thumbnail,
+                    "image": h.thumbnail,
+                }
                 for i, h in enumerate(self.web.hits, 1)
             ]
             return self._send(200, {**meta, "visual_matches": matches})
         num = int(query.get("num", ["10"])[0])
         organic = [
-            {"position": i, "title": h.title, "link": h.url, "displayed_link": h.url, "snippet": h.snippet, "source": "Example"}
+            {
+                "position": i,
+                "title": h.title,
+                "link": h.url,
+                "displayed_link": h.url,
+                "snippet": h.snippet,
+                "source": "Example",
+            }
             for i, h in enumerate(self.web.hits[:num], 1)
         ]
         self._send(200, {**meta, "organic_results": organic})
@@ -215,32 +249,82 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("X-API-KEY") != KEY:
             return self._send(403, {"message": "Unauthorized.", "statusCode": 403})
         request = json.loads(body or b"{}")
-        organic = [{"title": h.title, "link": h.url, "snippet": h.snippet, "position": i} for i, h in enumerate(self.web.hits[: request.get("num", 10)], 1)]
-        self._send(200, {"searchParameters": {"q": request.get("q"), "type": "search", "engine": "google"}, "organic": organic})
+        organic = [
+            {"title": h.title, "link": h.url, "snippet": h.snippet, "position": i}
+            for i, h in enumerate(self.web.hits[: request.get("num", 10)], 1)
+        ]
+        self._send(
+            200, {"searchParameters": {"q": request.get("q"), "type": "search", "engine": "google"}, "organic": organic}
+        )
 
     def _brave(self, query: dict[str, list[str]]) -> None:
         if self.headers.get("X-Subscription-Token") != KEY:
-            error = {"id": "fake", "status": 401, "code": "SUBSCRIPTION_TOKEN_INVALID", "detail": "The provided subscription token is invalid.", "meta": {}}
+            error = {
+                "id": "fake",
+                "status": 401,
+                "code": "SUBSCRIPTION_TOKEN_INVALID",
+                "detail": "The provided subscription token is invalid.",
+                "meta": {},
+            }
             return self._send(401, {"type": "ErrorResponse", "error": error, "time": 0})
         count = int(query.get("count", ["20"])[0])
         results = [
-            {"type": "search_result", "title": h.title, "url": h.url, "description": f"<strong>{h.snippet}</strong>", "thumbnail": {"src": h.thumbnail}, "profile": {"name": "Example"}}
+            {
+                "type": "search_result",
+                "title": h.title,
+                "url": h.url,
+                "description": f"<strong>{h.snippet}</strong>",
+                "thumbnail": {"src": h.thumbnail},
+                "profile": {"name": "Example"},
+            }
             for h in self.web.hits[:count]
         ]
-        self._send(200, {"type": "search", "query": {"original": query.get("q", [""])[0]}, "web": {"type": "search", "results": results}})
+        self._send(
+            200,
+            {
+                "type": "search",
+                "query": {"original": query.get("q", [""])[0]},
+                "web": {"type": "search", "results": results},
+            },
+        )
 
     def _searxng(self, query: dict[str, list[str]]) -> None:
         if query.get("format", [""])[0] != "json":
             return self._send(403, b"<html><body>Forbidden</body></html>", content_type="text/html")
         results = [
-            {"url": h.url, "title": h.title, "content": h.snippet, "engine": "duckduckgo", "engines": ["duckduckgo"], "score": 1.0, "category": "general", "thumbnail": h.thumbnail}
+            {
+                "url": h.url,
+                "title": h.title,
+                "content": h.snippet,
+                "engine": "duckduckgo",
+                "engines": ["duckduckgo"],
+                "score": 1.0,
+                "category": "general",
+                "thumbnail": h.thumbnail,
+            }
             for h in self.web.hits
         ]
-        self._send(200, {"query": query.get("q", [""])[0], "number_of_results": len(results), "results": results, "answers": [], "corrections": [], "infoboxes": [], "suggestions": [], "unresponsive_engines": []})
+        self._send(
+            200,
+            {
+                "query": query.get("q", [""])[0],
+                "number_of_results": len(results),
+                "results": results,
+                "answers": [],
+                "corrections": [],
+                "infoboxes": [],
+                "suggestions": [],
+                "unresponsive_engines": [],
+            },
+        )
 
     def _vision(self, query: dict[str, list[str]], body: bytes) -> None:
         if query.get("key", [""])[0] != KEY:
-            error = {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT"}
+            error = {
+                "code": 400,
+                "message": "API key not valid. Please pass a valid API key.",
+                "status": "INVALID_ARGUMENT",
+            }
             return self._send(400, {"error": error})
         request = json.loads(body)["requests"][0]
         try:
@@ -262,8 +346,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, body: bytes) -> None:
         request = json.loads(body)
         prompt = request["messages"][-1]["content"]
-        text = self.web.summary_text or "Summary: " + " ".join(line for line in prompt.splitlines() if line.startswith("["))
-        self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "model": request.get("model"), "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
+        text = self.web.summary_text or "Summary: " + " ".join(
+            line for line in prompt.splitlines() if line.startswith("[")
+        )
+        self._send(
+            200,
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "model": request.get("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            },
+        )
 
     # --- pages --------------------------------------------------------------------------------------
     def _page(self, name: str, query: dict[str, list[str]]) -> None:

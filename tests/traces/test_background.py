@@ -34,7 +34,9 @@ def test_many_episodes_from_many_threads_are_all_recorded_in_order(store):
     for uid, events in episodes.items():
         assert store.load_episode(uid).summary.status == "answered"  # no wait needed after record_now
         stored = store.episode_events(uid)
-        assert [e.type for e in stored if not isinstance(e, TextDelta)] == [e.type for e in events if not isinstance(e, TextDelta)]
+        assert [e.type for e in stored if not isinstance(e, TextDelta)] == [
+            e.type for e in events if not isinstance(e, TextDelta)
+        ]
     background.close()
 
 

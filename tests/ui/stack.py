@@ -47,16 +47,56 @@ class Stack:
     auth: tuple[str, str] | None
 
 
-def app_command(port: int, db: Path, chat_base_url: str, web_base_url: str, grounding: Path, *, auth: str | None, extra: Sequence[str] = ()) -> list[str]:
+def app_command(
+    port: int,
+    db: Path,
+    chat_base_url: str,
+    web_base_url: str,
+    grounding: Path,
+    *,
+    auth: str | None,
+    extra: Sequence[str] = (),
+) -> list[str]:
     cmd = [
-        sys.executable, str(ROOT / "app.py"),
-        "--host", "127.0.0.1", "--port", str(port), "--db", str(db),
-        "--backend", "openai", "--model", "scripted-model", "--base-url", chat_base_url,
-        "--text-search", "searxng", "--searxng-base-url", web_base_url, "--allow-private-fetch",
-        "--image-search", "cloud_vision", "--cloud-vision-base-url", web_base_url,
-        "--summariser", "openai", "--summariser-base-url", web_base_url + "/v1", "--summariser-model", "fake-summariser",
-        "--grounding-model", str(grounding), "--box-threshold", "0", "--text-threshold", "0",
-        "--tool-cache", "", "--examples", "",
+        sys.executable,
+        str(ROOT / "app.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db",
+        str(db),
+        "--backend",
+        "openai",
+        "--model",
+        "scripted-model",
+        "--base-url",
+        chat_base_url,
+        "--text-search",
+        "searxng",
+        "--searxng-base-url",
+        web_base_url,
+        "--allow-private-fetch",
+        "--image-search",
+        "cloud_vision",
+        "--cloud-vision-base-url",
+        web_base_url,
+        "--summariser",
+        "openai",
+        "--summariser-base-url",
+        web_base_url + "/v1",
+        "--summariser-model",
+        "fake-summariser",
+        "--grounding-model",
+        str(grounding),
+        "--box-threshold",
+        "0",
+        "--text-threshold",
+        "0",
+        "--tool-cache",
+        "",
+        "--examples",
+        "",
     ]
     if auth:
         cmd += ["--auth", auth]
@@ -78,7 +118,15 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout_s: flo
 
 
 @contextmanager
-def app_stack(workdir: Path, *, turns=TURNS, token_delay_s: float = 0.0, auth: str | None = "alice:wonderland", hits=None, extra: Sequence[str] = ()) -> Iterator[Stack]:
+def app_stack(
+    workdir: Path,
+    *,
+    turns=TURNS,
+    token_delay_s: float = 0.0,
+    auth: str | None = "alice:wonderland",
+    hits=None,
+    extra: Sequence[str] = (),
+) -> Iterator[Stack]:
     from agent.tools.grounding import write_tiny_grounding
     from tests.servers.chat_completions import scripted_chat_server
     from tests.servers.search_providers import Hit, fake_web
@@ -96,12 +144,20 @@ def app_stack(workdir: Path, *, turns=TURNS, token_delay_s: float = 0.0, auth: s
         port = free_port()
         db = workdir / "traces.db"
         log = workdir / "app.log"
-        env = {**os.environ, "CLOUD_VISION_API_KEY": "test-key", "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+        env = {
+            **os.environ,
+            "CLOUD_VISION_API_KEY": "test-key",
+            "PYTHONUNBUFFERED": "1",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+        }
         env.pop("OPENAI_API_KEY", None)
         with open(log, "w") as out:
             process = subprocess.Popen(
                 app_command(port, db, chat.base_url, web.base_url, grounding, auth=auth, extra=extra),
-                cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         try:
             url = f"http://127.0.0.1:{port}/"

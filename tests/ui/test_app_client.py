@@ -92,5 +92,7 @@ def test_stop_cancels_a_streaming_episode_and_it_is_recorded_as_cancelled(stack)
 
 def test_traces_list_and_annotation_api(stack, photo):
     client = Client(stack.url, auth=stack.auth, verbose=False)
-    table, count, _runs = client.predict("", "answered", "any", "any", "any", "any", api_name="/list_traces")  # State outputs are not returned
+    table, count, _runs = client.predict(
+        "", "answered", "any", "any", "any", "any", api_name="/list_traces"
+    )  # State outputs are not returned
     assert "episodes match" in count and table["data"] and table["data"][0][2] == "answered"

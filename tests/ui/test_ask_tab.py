@@ -15,7 +15,9 @@ from ui.settings import app_config_from_args, build_parser
 
 
 def _app(model: str):
-    args = build_parser().parse_args(["--backend", "transformers", "--model", model, "--examples", "", "--db", ":memory:"])
+    args = build_parser().parse_args(
+        ["--backend", "transformers", "--model", model, "--examples", "", "--db", ":memory:"]
+    )
     return app_config_from_args(args)
 
 
@@ -37,7 +39,9 @@ def _chat_text(frame) -> str:
 
 
 def _runtime(app, recorded):
-    runtime = Runtime(launch_model=app.model, store=None, recorder=recorded.append, toolbox_factory=lambda tools, backend: Toolbox())
+    runtime = Runtime(
+        launch_model=app.model, store=None, recorder=recorded.append, toolbox_factory=lambda tools, backend: Toolbox()
+    )
     set_runtime(runtime)
     return runtime
 

@@ -9,12 +9,22 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "ui"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent: install it with `source .ci/setup-browser.sh`"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="/usr/bin/chromium is absent: install it with `source .ci/setup-browser.sh`"
+    ),
 ]
 
 
@@ -51,7 +61,10 @@ def test_ask_then_review_in_a_real_browser(stack, photo):
         # Hostile titles/snippets (tools) and model output (chat, answer) are text: no element, no script ran.
         cards = page.locator("#ask-cards")
         expect(cards).to_contain_text("Golden Gate")
-        assert page.locator("#ask-cards script, #ask-cards [onerror], #ask-cards [onmouseover], #ask-cards svg").count() == 0
+        assert (
+            page.locator("#ask-cards script, #ask-cards [onerror], #ask-cards [onmouseover], #ask-cards svg").count()
+            == 0
+        )
         assert page.locator("#ask-chat script, #ask-chat [onerror], #ask-chat a[href^='javascript']").count() == 0
         chat.get_by_role("button", name="Turn 1").first.click()  # finished blocks are collapsed: open one
         expect(chat).to_contain_text("onerror=alert('model')")  # shown literally
@@ -86,5 +99,7 @@ def test_ask_then_review_in_a_real_browser(stack, photo):
 
     assert dialogs == [] and xss == []
     with sqlite3.connect(stack.db) as db:
-        annotator, labels, comment = db.execute("select annotator, labels, comment from annotations order by id desc limit 1").fetchone()
+        annotator, labels, comment = db.execute(
+            "select annotator, labels, comment from annotations order by id desc limit 1"
+        ).fetchone()
     assert annotator == "alice" and comment == "crop 1 j" and labels.startswith('["')

@@ -23,7 +23,18 @@ from ui.settings import BUDGET_FIELDS, app_config_from_args, build_parser, parse
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "fvqa_mini.parquet"
 
 
-@pytest.mark.parametrize("url", ["javascript:alert(1)", "data:text/html,x", "//evil.org", "https://u:p@host/", "https://a.org/\"onload=x", "ftp://a.org", ""])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "//evil.org",
+        "https://u:p@host/",
+        'https://a.org/"onload=x',
+        "ftp://a.org",
+        "",
+    ],
+)
 def test_unsafe_urls_are_refused(url):
     assert http_url(url) == ""
     assert "<a" not in html_link(url, "x")
@@ -40,26 +51,73 @@ def _app(*flags):
 
 
 def test_app_flags_follow_design_entry_point():
-    app = _app("--host", "0.0.0.0", "--port", "9999", "--db", "x.db", "--model", "m", "--backend", "openai", "--base-url", "http://h:1/v1", "--dialect", "mmsearch-r1", "--text-search", "searxng")
-    assert (app.host, app.port, app.db, app.model.model, app.model.backend, app.model.base_url, app.model.dialect) == ("0.0.0.0", 9999, "x.db", "m", "openai", "http://h:1/v1", "mmsearch-r1")
+    app = _app(
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9999",
+        "--db",
+        "x.db",
+        "--model",
+        "m",
+        "--backend",
+        "openai",
+        "--base-url",
+        "http://h:1/v1",
+        "--dialect",
+        "mmsearch-r1",
+        "--text-search",
+        "searxng",
+    )
+    assert (app.host, app.port, app.db, app.model.model, app.model.backend, app.model.base_url, app.model.dialect) == (
+        "0.0.0.0",
+        9999,
+        "x.db",
+        "m",
+        "openai",
+        "http://h:1/v1",
+        "mmsearch-r1",
+    )
     assert app.tools.text_search == "searxng" and app.max_concurrent_episodes == 32
     assert _app().max_concurrent_episodes == 1  # a local model runs one episode at a time
 
 
 def test_settings_panel_values_override_launch_config():
     app = _app("--backend", "openai")
-    model, tools, budgets = resolve_settings(app, {"dialect": "mmsearch-r1", "box_threshold": 0.5, "max_tool_calls": 3.0, "model": "other"})
-    assert model.dialect == "mmsearch-r1" and model.model == "other" and tools.box_threshold == 0.5 and budgets.max_tool_calls == 3
+    model, tools, budgets = resolve_settings(
+        app, {"dialect": "mmsearch-r1", "box_threshold": 0.5, "max_tool_calls": 3.0, "model": "other"}
+    )
+    assert (
+        model.dialect == "mmsearch-r1"
+        and model.model == "other"
+        and tools.box_threshold == 0.5
+        and budgets.max_tool_calls == 3
+    )
 
 
 def test_locked_settings_keep_model_endpoint_and_providers():
     app = _app("--backend", "openai", "--lock-settings")
-    model, tools, _ = resolve_settings(app, {"base_url": "http://evil.example/v1", "model": "x", "text_search": "off", "box_threshold": 0.2})
-    assert model.base_url == app.model.base_url and model.model == app.model.model and tools.text_search == app.tools.text_search
+    model, tools, _ = resolve_settings(
+        app, {"base_url": "http://evil.example/v1", "model": "x", "text_search": "off", "box_threshold": 0.2}
+    )
+    assert (
+        model.base_url == app.model.base_url
+        and model.model == app.model.model
+        and tools.text_search == app.tools.text_search
+    )
     assert tools.box_threshold == 0.2
 
 
-@pytest.mark.parametrize("form", [{"dialect": "nope"}, {"base_url": "file:///etc/passwd"}, {"box_threshold": 2}, {"max_turns": "many"}, {"max_turns": 0}])
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"dialect": "nope"},
+        {"base_url": "file:///etc/passwd"},
+        {"box_threshold": 2},
+        {"max_turns": "many"},
+        {"max_turns": 0},
+    ],
+)
 def test_invalid_settings_give_a_readable_error(form):
     with pytest.raises(UserFacingError):
         resolve_settings(_app(), form)
@@ -81,7 +139,10 @@ def test_seven_b_on_cpu_is_refused_with_advice():
     problem = model_problem(ModelConfig(model="Qwen/Qwen2.5-VL-7B-Instruct"), cuda_available=False)
     assert "needs a GPU" in problem and "--backend openai" in problem and "python -m agent tiny" in problem
     assert model_problem(ModelConfig(model="Qwen/Qwen2.5-VL-7B-Instruct"), cuda_available=True) is None
-    assert model_problem(ModelConfig(model="Qwen/Qwen2.5-VL-7B-Instruct"), cuda_available=False, allow_large_cpu=True) is None
+    assert (
+        model_problem(ModelConfig(model="Qwen/Qwen2.5-VL-7B-Instruct"), cuda_available=False, allow_large_cpu=True)
+        is None
+    )
     assert "no CUDA GPU" in model_problem(ModelConfig(model="x", device="cuda"), cuda_available=False)
     assert approx_billions("org/Model-72B-Instruct") == 72 and approx_billions("tiny") is None
 
@@ -95,7 +156,9 @@ def test_friendly_errors_never_show_tracebacks():
     assert "Traceback" not in friendly_error(RuntimeError("boom"))
 
 
-@pytest.mark.skipif(not SHARED.is_file(), reason="../shared/data/fvqa_mini.parquet is absent (examples need the shared sample)")
+@pytest.mark.skipif(
+    not SHARED.is_file(), reason="../shared/data/fvqa_mini.parquet is absent (examples need the shared sample)"
+)
 def test_examples_come_from_the_fvqa_sample(tmp_path):
     examples = load_examples(SHARED, tmp_path)
     assert len(examples) == 5
@@ -110,14 +173,34 @@ def test_examples_from_a_missing_or_foreign_file_are_empty(tmp_path):
 
 def test_filters_and_forms_round_trip():
     flt = make_filter(" bridge ", "answered", "crop", "none", "incorrect", "3 · app")
-    assert (flt.text, flt.status, flt.pattern, flt.review, flt.correct, flt.run_ids) == ("bridge", ("answered",), "crop", "none", False, (3,))
+    assert (flt.text, flt.status, flt.pattern, flt.review, flt.correct, flt.run_ids) == (
+        "bridge",
+        ("answered",),
+        "crop",
+        "none",
+        False,
+        (3,),
+    )
     assert make_filter("", "any", "any", "any", "unjudged", "any").judged is False
-    record = AnnotationRecord(1, "e", "alice", 0.0, "default", ("bad_query",), False, "1937", "wrong_region", True, "<b>hi</b>", None)
+    record = AnnotationRecord(
+        1, "e", "alice", 0.0, "default", ("bad_query",), False, "1937", "wrong_region", True, "<b>hi</b>", None
+    )
     form = form_from_annotation(record)
     assert form == AnnotationForm(["bad_query"], "incorrect", "1937", "wrong_region", True, "<b>hi</b>")
-    assert annotation_fields(form) == {"labels": ["bad_query"], "correct": False, "corrected_answer": "1937", "crop_verdict": "wrong_region", "approved": True, "comment": "<b>hi</b>"}
+    assert annotation_fields(form) == {
+        "labels": ["bad_query"],
+        "correct": False,
+        "corrected_answer": "1937",
+        "crop_verdict": "wrong_region",
+        "approved": True,
+        "comment": "<b>hi</b>",
+    }
     assert "<b>" not in history_markdown([record], now=10.0)
-    assert neighbour(["a", "b"], "a", 1) == "b" and neighbour(["a", "b"], "b", 1) is None and neighbour(["a"], None, 1) == "a"
+    assert (
+        neighbour(["a", "b"], "a", 1) == "b"
+        and neighbour(["a", "b"], "b", 1) is None
+        and neighbour(["a"], None, 1) == "a"
+    )
 
 
 def _events(n):
@@ -139,7 +222,13 @@ def test_event_batches_record_every_event_and_the_end_before_the_page_sees_it():
         time.sleep(0.2)  # a slow store: the page must still not see the end before it is written
         waited.append(event)
 
-    batches = asyncio.run(_collect(event_batches(lambda: _events(50), cancel=threading.Event(), record=recorded.append, record_and_wait=record_and_wait)))
+    batches = asyncio.run(
+        _collect(
+            event_batches(
+                lambda: _events(50), cancel=threading.Event(), record=recorded.append, record_and_wait=record_and_wait
+            )
+        )
+    )
     seen = [e for batch in batches for e in batch]
     assert seen[:-1] == recorded and waited == [seen[-1]] and isinstance(seen[-1], EpisodeFinished) and len(seen) == 102
     assert len(batches) < 10  # 100 events that arrive at once make a few frames, not one frame each
@@ -160,7 +249,9 @@ def test_a_steady_stream_makes_one_frame_per_interval_its_first_event_at_once_an
         yield EpisodeFinished("e", "answered", "a", 1, 0, 100, 0.3, True)
 
     async def frames():
-        batches = event_batches(steady, cancel=threading.Event(), record=lambda e: None, min_interval_s=0.2, max_interval_s=0.4)
+        batches = event_batches(
+            steady, cancel=threading.Event(), record=lambda e: None, min_interval_s=0.2, max_interval_s=0.4
+        )
         return [(time.monotonic(), batch) async for batch in batches]
 
     frames = asyncio.run(frames())
@@ -238,9 +329,16 @@ def test_visitor_endpoints_share_one_toolbox_unless_the_model_summarises():
     from ui.runtime import Runtime
 
     built = []
-    runtime = Runtime(launch_model=ModelConfig(), store=None, recorder=lambda e: None, toolbox_factory=lambda t, b: built.append((t, b)) or object())
+    runtime = Runtime(
+        launch_model=ModelConfig(),
+        store=None,
+        recorder=lambda e: None,
+        toolbox_factory=lambda t, b: built.append((t, b)) or object(),
+    )
     separate = ToolConfig(summariser="openai", summariser_base_url="http://s/v1", summariser_model="s")
-    assert runtime.toolbox(separate, "backend-a") is runtime.toolbox(separate, "backend-b")  # one Grounding DINO, one set of pools
+    assert runtime.toolbox(separate, "backend-a") is runtime.toolbox(
+        separate, "backend-b"
+    )  # one Grounding DINO, one set of pools
     model_summarises = ToolConfig(summariser="model")
     assert runtime.toolbox(model_summarises, "backend-a") is not runtime.toolbox(model_summarises, "backend-b")
     assert len(built) == 3

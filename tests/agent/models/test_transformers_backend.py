@@ -75,7 +75,9 @@ def test_missing_model_is_a_clear_backend_error(tmp_path):
 
 def test_a_whole_episode_runs_through_the_tiny_model(backend):
     image = Image.new("RGB", (96, 80), "green")
-    events = list(run_episode("What colour is this?", image, backend, budgets=Budgets(max_turn_tokens=16, max_response_tokens=64)))
+    events = list(
+        run_episode("What colour is this?", image, backend, budgets=Budgets(max_turn_tokens=16, max_response_tokens=64))
+    )
     finished = events[-1]
     assert isinstance(finished, EpisodeFinished)
     # Random weights produce no protocol: every turn is a format error until the retry or token budget ends it.

@@ -13,7 +13,9 @@ IMAGE = Image.new("RGB", (320, 240), (180, 40, 40))
 
 @pytest.fixture(scope="module")
 def grounder(tiny_grounding_dir) -> GroundingDinoGrounder:
-    return GroundingDinoGrounder(GroundingSettings(model=str(tiny_grounding_dir), box_threshold=0.0, text_threshold=0.0, device="cpu"))
+    return GroundingDinoGrounder(
+        GroundingSettings(model=str(tiny_grounding_dir), box_threshold=0.0, text_threshold=0.0, device="cpu")
+    )
 
 
 def test_tiny_model_loads_through_the_real_path_and_gives_a_box_in_original_pixels(grounder):
@@ -47,7 +49,9 @@ def test_an_unloadable_model_is_an_error_result(tmp_path):
 
 
 def test_cpu_downscale_caps_the_processor_size(tiny_grounding_dir):
-    g = GroundingDinoGrounder(GroundingSettings(model=str(tiny_grounding_dir), device="cpu", cpu_short_side=128, cpu_long_side=200))
+    g = GroundingDinoGrounder(
+        GroundingSettings(model=str(tiny_grounding_dir), device="cpu", cpu_short_side=128, cpu_long_side=200)
+    )
     assert g.load()[0].image_processor.size["shortest_edge"] == 128
 
 
@@ -57,7 +61,9 @@ def test_padding_and_min_size():
     assert finalize_box((300, 230, 330, 250), 320, 240, padding=0.0, min_size=1) == Box(300, 230, 320, 240)  # clipped
 
 
-@pytest.mark.parametrize("raw", [(50, 50, 50, 80), (50, 80, 90, 60), (400, 10, 450, 50), (-50, -50, -1, -1), (float("nan"), 0, 10, 10)])
+@pytest.mark.parametrize(
+    "raw", [(50, 50, 50, 80), (50, 80, 90, 60), (400, 10, 450, 50), (-50, -50, -1, -1), (float("nan"), 0, 10, 10)]
+)
 def test_zero_area_or_outside_boxes_are_rejected(raw):
     assert finalize_box(raw, 320, 240, padding=0.1, min_size=32) is None
 

@@ -39,7 +39,9 @@ class RecordingBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         self.dialled.append(host)
-        return await self.inner.connect_tcp(host, port, timeout=timeout, local_address=local_address, socket_options=socket_options)
+        return await self.inner.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
 
     async def connect_unix_socket(self, path, timeout=None, socket_options=None):
         raise AssertionError("never")
@@ -62,9 +64,13 @@ def test_429_with_retry_after_is_waited_for_then_succeeds(web):
 
 
 def test_retry_after_longer_than_the_cap_fails_at_once_with_the_reason(web):
-    web.script("/pages/p1", Reply(429, {"error": "Your account has run out of searches."}, headers=(("Retry-After", "120"),)))
+    web.script(
+        "/pages/p1", Reply(429, {"error": "Your account has run out of searches."}, headers=(("Retry-After", "120"),))
+    )
     start = time.monotonic()
-    with pytest.raises(ToolError, match=r"rate limited \(HTTP 429\): Your account has run out of searches.*Retry-After asks for 120 s"):
+    with pytest.raises(
+        ToolError, match=r"rate limited \(HTTP 429\): Your account has run out of searches.*Retry-After asks for 120 s"
+    ):
         call(HttpClient("t", FAST), web.url("/pages/p1"))
     assert time.monotonic() - start < 1.0
     assert len(web.seen("/pages/p1")) == 1
@@ -105,7 +111,15 @@ def test_a_50_mb_page_is_refused_at_the_size_cap(web, page):
     assert time.monotonic() - start < 3.0
 
 
-@pytest.mark.parametrize("target", ["http://10.0.0.1/admin", "http://169.254.169.254/latest/meta-data/", "http://[::ffff:10.0.0.1]/", "http://192.168.1.1:8080/"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://10.0.0.1/admin",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://192.168.1.1:8080/",
+    ],
+)
 def test_redirect_to_a_private_address_is_refused_without_connecting(web, target):
     recorder = RecordingBackend()
     client = HttpClient("t", GUARDED, backend=recorder)
@@ -172,7 +186,18 @@ def test_rate_limiter_spaces_requests():
 
 @pytest.mark.parametrize(
     "address,public",
-    [("8.8.8.8", True), ("10.0.0.1", False), ("127.0.0.1", False), ("169.254.169.254", False), ("100.64.0.1", False), ("::1", False), ("fe80::1", False), ("::ffff:10.0.0.1", False), ("2606:4700::1111", True), ("0.0.0.0", False)],
+    [
+        ("8.8.8.8", True),
+        ("10.0.0.1", False),
+        ("127.0.0.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("::ffff:10.0.0.1", False),
+        ("2606:4700::1111", True),
+        ("0.0.0.0", False),
+    ],
 )
 def test_public_address_classification(address, public):
     assert is_public_address(ipaddress.ip_address(address)) is public

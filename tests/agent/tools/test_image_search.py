@@ -21,7 +21,11 @@ IMAGE = Image.new("RGB", (64, 48), (10, 120, 200))
 
 def test_lens_publishes_the_crop_and_sends_its_public_url(web, tmp_path: Path):
     publisher = ImagePublisher(tmp_path, "https://crops.example.org/c")
-    result = run_sync(ReverseImageSearch(SerpApiLens(KEY, publisher, base_url=web.base_url, policy=API)).search_image(IMAGE, question="What is this?"))
+    result = run_sync(
+        ReverseImageSearch(SerpApiLens(KEY, publisher, base_url=web.base_url, policy=API)).search_image(
+            IMAGE, question="What is this?"
+        )
+    )
     assert result.ok and len(result.items) == 5 and result.items[0].title == "Page 1"
     assert result.items[0].thumbnail_url.endswith("/thumbs/p1.jpg")
     sent = web.seen("/search.json")[0].query
@@ -31,14 +35,25 @@ def test_lens_publishes_the_crop_and_sends_its_public_url(web, tmp_path: Path):
 
 
 def test_lens_without_a_public_base_url_says_what_to_set(web, tmp_path: Path):
-    result = run_sync(ReverseImageSearch(SerpApiLens(KEY, ImagePublisher(tmp_path, ""), base_url=web.base_url)).search_image(IMAGE, question="q"))
+    result = run_sync(
+        ReverseImageSearch(SerpApiLens(KEY, ImagePublisher(tmp_path, ""), base_url=web.base_url)).search_image(
+            IMAGE, question="q"
+        )
+    )
     assert "PUBLIC_BASE_URL" in result.error and not web.requests
 
 
 def test_cloud_vision_sends_bytes_and_reads_web_detection(web):
-    result = run_sync(ReverseImageSearch(CloudVisionWebDetection(KEY, base_url=web.base_url, policy=API)).search_image(IMAGE, question="q"))
+    result = run_sync(
+        ReverseImageSearch(CloudVisionWebDetection(KEY, base_url=web.base_url, policy=API)).search_image(
+            IMAGE, question="q"
+        )
+    )
     assert result.ok and result.provider == "cloud_vision"
-    assert result.items[0].title == "Best guess: golden gate bridge" and "Golden Gate Bridge (0.92)" in result.items[0].snippet
+    assert (
+        result.items[0].title == "Best guess: golden gate bridge"
+        and "Golden Gate Bridge (0.92)" in result.items[0].snippet
+    )
     assert result.items[1].title == "Page 1"  # the <b> markup of pageTitle is gone
     body = json.loads(web.seen("/v1/images:annotate")[0].body)
     assert body["requests"][0]["features"][0]["type"] == "WEB_DETECTION"
@@ -46,13 +61,25 @@ def test_cloud_vision_sends_bytes_and_reads_web_detection(web):
 
 
 def test_cloud_vision_errors_in_both_of_its_formats(web):
-    bad_key = run_sync(ReverseImageSearch(CloudVisionWebDetection("nope", base_url=web.base_url, policy=API)).search_image(IMAGE, question="q"))
+    bad_key = run_sync(
+        ReverseImageSearch(CloudVisionWebDetection("nope", base_url=web.base_url, policy=API)).search_image(
+            IMAGE, question="q"
+        )
+    )
     assert "API key not valid" in bad_key.error
     web.script("/v1/images:annotate", Reply(200, {"responses": [{"error": {"code": 3, "message": "Bad image data."}}]}))
-    per_image = run_sync(ReverseImageSearch(CloudVisionWebDetection(KEY, base_url=web.base_url, policy=API)).search_image(IMAGE, question="q"))
+    per_image = run_sync(
+        ReverseImageSearch(CloudVisionWebDetection(KEY, base_url=web.base_url, policy=API)).search_image(
+            IMAGE, question="q"
+        )
+    )
     assert per_image.error == "cloud_vision: Bad image data."
 
 
 def test_zero_area_image_is_refused():
-    result = run_sync(ReverseImageSearch(CloudVisionWebDetection(KEY, base_url="http://127.0.0.1:9")).search_image(Image.new("RGB", (0, 0)), question="q"))
+    result = run_sync(
+        ReverseImageSearch(CloudVisionWebDetection(KEY, base_url="http://127.0.0.1:9")).search_image(
+            Image.new("RGB", (0, 0)), question="q"
+        )
+    )
     assert "zero area" in result.error

@@ -13,7 +13,19 @@ from tests.agent.tools.conftest import LOOPBACK
 from tests.servers.search_providers import Page
 
 POLICY = HttpPolicy(timeout_s=2.0, retries=0, guard_addresses=True, allowed_networks=LOOPBACK, max_bytes=3_000_000)
-HOSTILE_MARKERS = ("<", ">", "alert", "script", "onload", "onclick", "onerror", "document.cookie", "javascript:", "evil.example", "color: red")
+HOSTILE_MARKERS = (
+    "<",
+    ">",
+    "alert",
+    "script",
+    "onload",
+    "onclick",
+    "onerror",
+    "document.cookie",
+    "javascript:",
+    "evil.example",
+    "color: red",
+)
 
 
 def fetcher() -> PageFetcher:
@@ -76,10 +88,20 @@ def test_clean_text_drops_format_and_private_characters_but_keeps_printable_unic
 
 def test_safe_url_keeps_only_plain_web_links():
     assert safe_url("https://example.org/a?b=1") == "https://example.org/a?b=1"
-    for bad in ("javascript:alert(1)", "data:text/html,<script>", "file:///etc/passwd", "http://user:pw@host/", "https://exa mple.org", "/relative", 42):
+    for bad in (
+        "javascript:alert(1)",
+        "data:text/html,<script>",
+        "file:///etc/passwd",
+        "http://user:pw@host/",
+        "https://exa mple.org",
+        "/relative",
+        42,
+    ):
         assert safe_url(bad) == ""
 
 
 def test_result_item_sanitises_every_field():
-    item = result_item(title="<i>T</i>", url="javascript:x", snippet="<script>bad()</script>ok", thumbnail="data:image/png;base64,xx")
+    item = result_item(
+        title="<i>T</i>", url="javascript:x", snippet="<script>bad()</script>ok", thumbnail="data:image/png;base64,xx"
+    )
     assert (item.title, item.url, item.snippet, item.thumbnail_url) == ("T", "", "ok", "")

@@ -16,7 +16,13 @@ from tests.servers.search_providers import KEY, fake_web
 
 
 def config(web, cache_path, **kw) -> ToolConfig:
-    base = dict(text_search="searxng", searxng_base_url=web.base_url, allow_fetch_networks=LOOPBACK, cache_path=str(cache_path), grounding_model="off")
+    base = dict(
+        text_search="searxng",
+        searxng_base_url=web.base_url,
+        allow_fetch_networks=LOOPBACK,
+        cache_path=str(cache_path),
+        grounding_model="off",
+    )
     return ToolConfig(**{**base, **kw})
 
 
@@ -34,18 +40,28 @@ def test_repeat_is_served_from_cache_in_milliseconds_with_no_request(web, tmp_pa
 
 def test_replay_is_byte_identical_with_the_network_gone(tmp_path):
     with fake_web() as web:
-        tools = build_toolbox(config(web, tmp_path / "c.db", image_search="cloud_vision", cloud_vision_base_url=web.base_url), environ={"CLOUD_VISION_API_KEY": KEY})
+        tools = build_toolbox(
+            config(web, tmp_path / "c.db", image_search="cloud_vision", cloud_vision_base_url=web.base_url),
+            environ={"CLOUD_VISION_API_KEY": KEY},
+        )
         live_text = run_sync(tools.text_search.search_text("page facts", question="Which page?"))
         image = Image.new("RGB", (32, 32), (1, 2, 3))
         live_image = run_sync(tools.image_search.search_image(image, question="What?"))
     stored = ToolCache(tmp_path / "c.db")
     rows = stored._db.execute("SELECT kind, result FROM tool_cache ORDER BY kind").fetchall()
     # The server is shut down: replay must answer from the cache alone.
-    offline = build_toolbox(ToolConfig(text_search="replay", image_search="replay", cache_path=str(tmp_path / "c.db"), grounding_model="off"), environ={})
+    offline = build_toolbox(
+        ToolConfig(
+            text_search="replay", image_search="replay", cache_path=str(tmp_path / "c.db"), grounding_model="off"
+        ),
+        environ={},
+    )
     replayed_text = run_sync(offline.text_search.search_text("Page Facts", question="which page?"))
     replayed_image = run_sync(offline.image_search.search_image(image.copy(), question="What?"))
     assert replayed_text.cache_hit and replayed_image.cache_hit
-    assert result_to_json(replayed_image).encode() == dict(rows)["image"].encode() == result_to_json(live_image).encode()
+    assert (
+        result_to_json(replayed_image).encode() == dict(rows)["image"].encode() == result_to_json(live_image).encode()
+    )
     assert result_to_json(replayed_text).encode() == dict(rows)["text"].encode() == result_to_json(live_text).encode()
     assert replayed_text.items == live_text.items and replayed_text.summary == live_text.summary
 
@@ -53,7 +69,10 @@ def test_replay_is_byte_identical_with_the_network_gone(tmp_path):
 def test_replay_of_an_unrecorded_request_is_an_error_not_a_fetch(tmp_path):
     cache = ToolCache(tmp_path / "c.db")
     assert "no recorded text search" in run_sync(ReplayTextSearch(cache).search_text("never", question="q")).error
-    assert "no recorded image search" in run_sync(ReplayImageSearch(cache).search_image(Image.new("RGB", (4, 4)), question="q")).error
+    assert (
+        "no recorded image search"
+        in run_sync(ReplayImageSearch(cache).search_image(Image.new("RGB", (4, 4)), question="q")).error
+    )
 
 
 class Counting:
@@ -82,7 +101,9 @@ def test_errors_are_not_cached_and_other_settings_miss():
 
 def test_summariser_fallbacks_are_not_cached():
     cache = ToolCache(":memory:")
-    fallback = Counting(ToolResult(provider="counting", summary="(Summariser unavailable: down. Result snippets follow.)\n1. x"))
+    fallback = Counting(
+        ToolResult(provider="counting", summary="(Summariser unavailable: down. Result snippets follow.)\n1. x")
+    )
     tool = CachedTextSearch(fallback, cache)
     run_sync(tool.search_text("q", question="q"))
     assert cache.count() == 0

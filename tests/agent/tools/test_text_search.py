@@ -54,7 +54,12 @@ def test_bad_key_gives_the_providers_own_error(web, name):
     make, _ = PROVIDERS[name]
     result = run_sync(tool(make(web, "wrong")).search_text("q", question="q"))
     expected = {"serpapi": "Invalid API key", "serper": "Unauthorized", "brave": "subscription token is invalid"}[name]
-    assert not result.ok and result.error.startswith(name) and expected in result.error and "check the API key" in result.error
+    assert (
+        not result.ok
+        and result.error.startswith(name)
+        and expected in result.error
+        and "check the API key" in result.error
+    )
 
 
 @pytest.mark.parametrize("name", ["serpapi", "serper", "brave"])
@@ -115,16 +120,30 @@ def test_private_result_pages_are_skipped_and_reported(web):
 
 def test_openai_compatible_summariser_gets_the_pages(web):
     summariser = OpenAIChatSummariser(web.url("/v1"), "qwen-summary")
-    result = run_sync(tool(SearxngSearch(web.base_url, policy=API), summariser=summariser).search_text("page facts", question="Which page?"))
+    result = run_sync(
+        tool(SearxngSearch(web.base_url, policy=API), summariser=summariser).search_text(
+            "page facts", question="Which page?"
+        )
+    )
     assert result.summary.startswith("Summary: [1] Page 1")
     request = web.seen("/v1/chat/completions")[0]
-    assert b"Page 1 fact number 0" in request.body and b"about 10-12 sentences" in request.body and b"Which page?" in request.body
+    assert (
+        b"Page 1 fact number 0" in request.body
+        and b"about 10-12 sentences" in request.body
+        and b"Which page?" in request.body
+    )
 
 
 def test_a_failing_summariser_falls_back_to_snippets(web):
-    web.script("/v1/chat/completions", Reply(500, {"error": {"message": "model overloaded"}}), Reply(500, {"error": {"message": "model overloaded"}}))
+    web.script(
+        "/v1/chat/completions",
+        Reply(500, {"error": {"message": "model overloaded"}}),
+        Reply(500, {"error": {"message": "model overloaded"}}),
+    )
     summariser = OpenAIChatSummariser(web.url("/v1"), "m", policy=HttpPolicy(timeout_s=2.0, retries=1, backoff_s=0.01))
-    result = run_sync(tool(SearxngSearch(web.base_url, policy=API), summariser=summariser).search_text("q", question="q"))
+    result = run_sync(
+        tool(SearxngSearch(web.base_url, policy=API), summariser=summariser).search_text("q", question="q")
+    )
     assert result.ok and "Summariser unavailable" in result.summary and "model overloaded" in result.summary
     assert "1. Page 1" in result.summary
 
@@ -145,6 +164,10 @@ class ScriptedBackend:
 
 def test_the_agents_own_model_can_summarise(web):
     backend = ScriptedBackend()
-    result = run_sync(tool(SearxngSearch(web.base_url, policy=API), summariser=ModelSummariser(backend)).search_text("q", question="Which?"))
+    result = run_sync(
+        tool(SearxngSearch(web.base_url, policy=API), summariser=ModelSummariser(backend)).search_text(
+            "q", question="Which?"
+        )
+    )
     assert result.summary == "The pages say Page 1 is first."
     assert "Which?" in backend.seen[0][-1]["content"]
