@@ -27,6 +27,7 @@ from typing import Any
 from PIL import Image
 
 from agent.aio import run_sync
+from agent.conversation import BudgetFeedback, FormatFeedback, ModelTurn, Step, ToolFeedback, build_messages
 from agent.events import (
     ActionParsed,
     Answer,
@@ -129,7 +130,7 @@ class _Episode:
         self.all_turns_ok = True
         self.started = time.monotonic()
         self.finished = False
-        self.messages: list[Message] = []
+        self.steps: list[Step] = []
 
     def _emit(self, event: Event) -> Event:
         if self.on_event is not None:
@@ -153,7 +154,6 @@ class _Episode:
     def run(self) -> Iterator[Event]:
         try:
             yield self._emit(self._started())
-            self.messages = self._first_messages()
             try:
                 for event in self._turns():
                     yield self._emit(event)
@@ -179,15 +179,11 @@ class _Episode:
             started_at=time.time(),
         )
 
-    def _first_messages(self) -> list[Message]:
-        content: list[dict[str, Any]] = []
-        if self.image is not None:
-            content.append({"type": "image", "image": self.image})
-        content.append({"type": "text", "text": self.dialect.user_prompt(self.question)})
-        return [
-            {"role": "system", "content": self.dialect.system_prompt(self.budgets.max_tool_calls)},
-            {"role": "user", "content": content},
-        ]
+    def messages(self) -> list[Message]:
+        """What the model reads next: the one conversation builder over the steps so far."""
+        return build_messages(
+            self.dialect, self.question, self.image, self.steps, max_tool_calls=self.budgets.max_tool_calls
+        )
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -211,7 +207,7 @@ class _Episode:
             yield TurnStarted(self.episode_id, index)
             text, tokens, latency = yield from self._generate(index, min(budgets.max_turn_tokens, remaining))
             parsed = self.dialect.parse_turn(self.dialect.close_unterminated_action(text))
-            self.messages.append({"role": "assistant", "content": text})
+            self.steps.append(ModelTurn(text))
             yield ActionParsed(
                 self.episode_id,
                 index,
@@ -241,7 +237,7 @@ class _Episode:
                         "format_error", f"malformed turn after {budgets.max_format_retries} retries: {parsed.error}"
                     )
                 self.format_retries_used += 1
-                self._say(self.dialect.render_format_error(parsed.error or "malformed turn"))
+                self.steps.append(FormatFeedback(parsed.error or "malformed turn"))
                 continue
             if parsed.action == "answer":
                 yield Answer(self.episode_id, index, parsed.argument)
@@ -254,7 +250,7 @@ class _Episode:
         tokens = 0
         start = time.monotonic()
         stream = self.model.stream(
-            self.messages, max_new_tokens=max_new_tokens, stop=self.dialect.stop_sequences, cancel=self.cancel
+            self.messages(), max_new_tokens=max_new_tokens, stop=self.dialect.stop_sequences, cancel=self.cancel
         )
         try:
             for delta in stream:
@@ -273,9 +269,6 @@ class _Episode:
                 close()
         self._check_cancel()
         return "".join(pieces), tokens, time.monotonic() - start
-
-    def _say(self, text: str) -> None:
-        self.messages.append({"role": "user", "content": [{"type": "text", "text": text}]})
 
     def _tool_turn(self, index: int, kind: ToolKind, argument: str) -> Iterator[Event]:
         budgets = self.budgets
@@ -296,7 +289,7 @@ class _Episode:
             yield BudgetExhausted(self.episode_id, index, budget_name, refusal)
             if budget_name == "tool_calls" and self.refused_calls >= 2:
                 raise _Finish("budget_exhausted", "tool calls requested after the tool budget was spent")
-            self._say(refusal)
+            self.steps.append(BudgetFeedback(refusal))
             return
 
         call_index = self.tool_calls
@@ -312,7 +305,7 @@ class _Episode:
             yield BudgetExhausted(self.episode_id, index, "tool_calls", note)
         information = self.dialect.render_information(result)
         yield ToolFinished(self.episode_id, index, call_index, kind, argument, result, information)
-        self._say(self.dialect.render_tool_turn(kind, information, self.question, note))
+        self.steps.append(ToolFeedback(kind, information, note))
 
     def _provider(self, kind: ToolKind) -> str:
         tool = self.tools.text_search if kind == "text_search" else self.tools.image_search
