@@ -56,10 +56,15 @@ class Run(Base):
     checkpoint: Mapped[str | None] = mapped_column(String(500))
     dataset: Mapped[str | None] = mapped_column(String(200))
     source: Mapped[str | None] = mapped_column(Text)  # imported file(s)
+    # sha256 of an imported file's content (with the importer's name): importing it again finds this run
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[float] = mapped_column(Float)
 
-    __table_args__ = (Index("ix_runs_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_runs_created_at", "created_at"),
+        Index("ix_runs_content_sha256", "content_sha256"),
+    )
 
 
 class ImageBlob(Base):
@@ -94,6 +99,11 @@ class Episode(Base):
     correct: Mapped[bool | None] = mapped_column(Boolean)  # judge verdict (None: not judged)
     judge: Mapped[str | None] = mapped_column(String(200))
     judge_score: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str | None] = mapped_column(String(10))  # correct | incorrect | unknown (None: not judged)
+    judge_reason: Mapped[str | None] = mapped_column(Text)
+    # A question's stable identity across runs (dataset + row, or a content hash): resume and paired comparison
+    item_key: Mapped[str | None] = mapped_column(String(200))
+    train_step: Mapped[int | None] = mapped_column(Integer)  # GRPO step that produced a rollout episode
     reward: Mapped[float | None] = mapped_column(Float)  # imported rollouts' score
     format_ok: Mapped[bool | None] = mapped_column(Boolean)
     n_turns: Mapped[int] = mapped_column(Integer, default=0)
@@ -124,6 +134,8 @@ class Episode(Base):
         Index("ix_episodes_model", "model"),
         Index("ix_episodes_dataset", "dataset"),
         Index("ix_episodes_review_started", "review_state", "started_at", "id"),
+        Index("ix_episodes_run_item", "run_id", "item_key"),
+        Index("ix_episodes_run_step", "run_id", "train_step"),
     )
 
 
@@ -236,9 +248,16 @@ class Job(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))  # sft | grpo | eval | ...
     name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20))  # queued | running | succeeded | failed | cancelled
+    # queued | running | succeeded | failed | cancelled | interrupted
+    status: Mapped[str] = mapped_column(String(20))
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    command: Mapped[list[Any] | None] = mapped_column(JSON)  # argv the job was launched with
+    pid: Mapped[int | None] = mapped_column(Integer)  # process group leader of the job
+    host: Mapped[str | None] = mapped_column(String(200))  # where pid lives
+    launched_by: Mapped[str | None] = mapped_column(String(100))
+    step: Mapped[int | None] = mapped_column(Integer)
+    max_steps: Mapped[int | None] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     log_path: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
@@ -250,6 +269,20 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_status", "status", "id"),)
 
 
+class JobMetric(Base):
+    """Metrics a job logged at one step (append-only: the history behind the Train tab's charts)."""
+
+    __tablename__ = "job_metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_job_metrics_job_step", "job_id", "step", "id"),)
+
+
 runs = Run.__table__
 images = ImageBlob.__table__
 episodes = Episode.__table__
@@ -259,3 +292,4 @@ events = EventRow.__table__
 label_sets = LabelSetRow.__table__
 annotations = AnnotationRow.__table__
 jobs = Job.__table__
+job_metrics = JobMetric.__table__
