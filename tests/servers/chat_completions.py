@@ -2,7 +2,8 @@
 
 It answers in vLLM's format: `chat.completion.chunk` SSE events, `stop` honoured with the stop string
 left out of the text and reported in `stop_reason`, usage in a final chunk when asked, and OpenAI-style
-error bodies. Turns are scripted: the Nth assistant turn of a conversation (counted from the request's
+error bodies. A request with `stream` false gets one `chat.completion` object instead (as vLLM and OpenAI
+answer it: the judge and the summariser ask that way). Turns are scripted: the Nth assistant turn of a conversation (counted from the request's
 messages) is `turns[N]`, or `turns(request_json)` when a callable. Special turn values script failures.
 Used by the backend tests, the UI's browser test and bench/app_load.py.
 """
@@ -44,7 +45,22 @@ class GarbageStream:
     text: str = "hello"
 
 
-Turn = str | HTTPFailure | CutStream | GarbageStream
+@dataclass(frozen=True)
+class Refusal:
+    """OpenAI's refusal form: `content` null and `refusal` set (non-streamed replies)."""
+
+    text: str = "I'm sorry, but I can't help with that."
+
+
+@dataclass(frozen=True)
+class Delayed:
+    """Wait `delay_s` before answering with `turn`: an overloaded or hung server."""
+
+    delay_s: float
+    turn: str | HTTPFailure = ""
+
+
+Turn = str | HTTPFailure | CutStream | GarbageStream | Refusal | Delayed
 
 
 @dataclass
@@ -147,15 +163,58 @@ def scripted_chat_server(
                 )
                 return
             turn = pick(body)
+            if isinstance(turn, Delayed):
+                time.sleep(turn.delay_s)
+                turn = turn.turn
             if isinstance(turn, HTTPFailure):
                 self._json(
                     turn.status, {"error": {"message": turn.message, "type": "ScriptedError", "code": turn.status}}
                 )
                 return
             try:
-                self._stream(body, turn)
+                if body.get("stream"):
+                    self._stream(body, turn)
+                else:
+                    self._complete(body, turn)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client hung up (cancelled, or gave up on a garbage stream): nothing to clean up
+
+        def _complete(self, body: dict[str, Any], turn: Turn) -> None:
+            """A non-streamed reply: one `chat.completion` object, stop strings applied as in the stream."""
+            if isinstance(turn, CutStream):
+                self.connection.shutdown(2)  # hang up without an answer
+                return
+            if isinstance(turn, GarbageStream):
+                data = b"<html>502 Bad Gateway</html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            if isinstance(turn, Refusal):
+                message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": turn.text}
+                finish, stop_hit, words = "stop", None, []
+            else:
+                stop = body.get("stop") or []
+                text, stop_hit = _apply_stop(turn, [stop] if isinstance(stop, str) else stop)
+                words = _words(text)
+                max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+                finish = "stop"
+                if max_tokens is not None and len(words) > int(max_tokens):
+                    words, finish, stop_hit = words[: int(max_tokens)], "length", None
+                message = {"role": "assistant", "content": "".join(words)}
+            self._json(
+                200,
+                {
+                    "id": "chatcmpl-scripted",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish, "stop_reason": stop_hit}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": len(words), "total_tokens": 10 + len(words)},
+                },
+            )
 
         def _sse(self, payload: dict[str, Any] | str) -> None:
             data = payload if isinstance(payload, str) else json.dumps(payload)
