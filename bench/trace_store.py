@@ -33,7 +33,7 @@ from PIL import Image  # noqa: E402
 
 from agent.events import TextDelta, image_sha256  # noqa: E402
 from traces import EpisodeFilter, Recorder, open_store  # noqa: E402
-from traces.queries import list_statement  # noqa: E402
+from traces.queries import list_episodes, list_statement, load_episode  # noqa: E402
 
 PATTERNS = ["direct", "text_only", "multi_text", "whole_image", "crop", "mixed"]
 WORDS = (
@@ -231,7 +231,7 @@ def bench_list(store, raw: sqlite3.Connection, rounds: int, rng: random.Random) 
     for i, f in enumerate(filters()):
         pages, after = [None], None
         for _ in range(5):  # remember a few deeper cursors
-            page = store.list_episodes(f, limit=50, after=after)
+            page = list_episodes(store, f, limit=50, after=after)
             if page.next_cursor is None:
                 break
             pages.append(page.next_cursor)
@@ -244,7 +244,7 @@ def bench_list(store, raw: sqlite3.Connection, rounds: int, rng: random.Random) 
         stmt = list_statement(store, fs[i], limit=50, after=after)
         sql = str(stmt.compile(dialect=store._reader.dialect, compile_kwargs={"literal_binds": True}))
         start = time.perf_counter()
-        store.list_episodes(fs[i], limit=50, after=after)
+        list_episodes(store, fs[i], limit=50, after=after)
         ours.append(time.perf_counter() - start)
         start = time.perf_counter()
         raw.execute("BEGIN")
@@ -280,7 +280,7 @@ def bench_open(
     for _ in range(rounds):
         uid = rng.choice(uids)
         start = time.perf_counter()
-        store.load_episode(uid)
+        load_episode(store, uid)
         ours.append(time.perf_counter() - start)
         start = time.perf_counter()
         raw_open(raw, uid)

@@ -1,13 +1,17 @@
 """The trace store (DESIGN.md §3.5): every episode event durable in SQLite (WAL) or any SQLAlchemy database.
 
     from traces import open_store, Recorder, EpisodeFilter
+    from traces.queries import list_episodes
+    from traces.replay import episode_events
     store = open_store("runs/traces.db")              # or "postgresql+psycopg://user:pw@host/db"
     recorder = Recorder(store, run_kind="demo")       # pass as run_episode(..., on_event=recorder)
-    page = store.list_episodes(EpisodeFilter(pattern="crop", review="none"), limit=50)
-    events = store.episode_events(page.items[0].id)   # the agent's own event objects, images included
+    page = list_episodes(store, EpisodeFilter(pattern="crop", review="none"), limit=50)
+    events = episode_events(store, page.items[0].id)  # the agent's own event objects, images included
 
-Modules: models (schema), migrate (+ migrations/), store (connections and the API), recorder, queries, replay,
-annotations, agreement, jobs, importers/, export_sft, export_annotations, cli (python -m traces).
+Modules: models (schema), migrate (+ migrations/), store (connections, transactions, images, runs), recorder,
+queries, replay, annotations, agreement, verdicts, jobs, importers/, export_sft, export_annotations,
+cli (python -m traces). Each function module takes the store as its first argument and imports store.py; the
+store imports none of them.
 """
 
 from traces.errors import CorruptDatabaseError, ForeignDatabaseError, NotFoundError, SchemaTooNewError, StoreError

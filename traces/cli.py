@@ -96,22 +96,24 @@ def _num(x: float | None, fmt: str = ".1f") -> str:
 
 
 def cmd_stats(store: Any, args: argparse.Namespace) -> None:
+    from traces.queries import count_episodes, get_run, list_runs, run_stats
+
     recovered = store.recover_interrupted()
-    runs = [store.run(args.run)] if args.run is not None else store.runs()
+    runs = [get_run(store, args.run)] if args.run is not None else list_runs(store)
     if args.check:
         print(f"integrity_check: {store.integrity_check()}", file=sys.stderr)
     if args.json:
         for run in runs:
-            print(json.dumps({"run": asdict(run), "stats": asdict(store.run_stats(run.id))}, default=str))
+            print(json.dumps({"run": asdict(run), "stats": asdict(run_stats(store, run.id))}, default=str))
         return
     print(
-        f"{store.url}: {len(runs)} runs, {store.episode_count()} episodes"
+        f"{store.url}: {len(runs)} runs, {count_episodes(store)} episodes"
         + (f" ({recovered} marked interrupted)" if recovered else "")
     )
     header = f"{'id':>4} {'kind':9} {'name':28} {'model':24} {'eps':>6} {'acc':>6} {'tool':>6} {'text':>6} {'whole':>6} {'crop':>6} {'selfc':>6} {'fmt':>6} {'tok':>7} {'p50 s':>6} {'p95 s':>6}"
     print(header)
     for run in runs:
-        s = store.run_stats(run.id)
+        s = run_stats(store, run.id)
         acc = s.human_accuracy if s.human_judged else s.judge_accuracy
         print(
             f"{run.id:>4} {run.kind[:9]:9} {run.name[:28]:28} {(run.model or '-')[-24:]:24} {s.episodes:>6} {_pct(acc):>6} "
@@ -170,12 +172,16 @@ def cmd_annotate(store: Any, args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None:
             fields[name] = value
-    record = store.annotate(args.episode_id, args.annotator, **fields)
+    from traces.annotations import annotate
+
+    record = annotate(store, args.episode_id, args.annotator, **fields)
     print(json.dumps(asdict(record)))
 
 
 def cmd_labels(store: Any, args: argparse.Namespace) -> None:
-    label_set = store.set_label_set(args.name, args.set) if args.set else store.label_set(args.name)
+    from traces.annotations import get_label_set, set_label_set
+
+    label_set = set_label_set(store, args.name, args.set) if args.set else get_label_set(store, args.name)
     print(f"{label_set.name}: {', '.join(label_set.labels)}")
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from traces.agreement import agreement_table
 from traces.models import annotations, episodes
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def export_annotations(
     ]
     _write(pd.DataFrame(records, columns=columns), path)
     agreement_path = path.with_name(f"{path.stem}_agreement{path.suffix}")
-    table = [asdict(row) for row in store.agreement(run_id)]
+    table = [asdict(row) for row in agreement_table(store, run_id=run_id)]
     _write(
         pd.DataFrame(table, columns=["item", "statistic", "kappa", "observed_agreement", "items", "annotators"]),
         agreement_path,

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tqdm import tqdm
 
+from traces.annotations import list_annotations
 from traces.queries import EpisodeFilter, list_episodes, load_episode
 from traces.records import EpisodeDetail
 
@@ -54,7 +55,7 @@ class SFTExportReport:
 
 
 def corrected_answer(store: TraceStore, episode_id: str) -> str | None:
-    current = [a for a in store.annotations(episode_id) if a.corrected_answer]
+    current = [a for a in list_annotations(store, episode_id) if a.corrected_answer]
     return max(current, key=lambda a: a.created_at).corrected_answer if current else None
 
 

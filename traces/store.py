@@ -1,9 +1,11 @@
-"""The trace store: one object that owns the database connections and exposes the whole API.
+"""The trace store's core: the database connections, transactions, images and runs.
 
 `open_store(db)` validates and migrates the database, then returns a `TraceStore`. Writes go through
 `store.write()` (one transaction; on SQLite also serialised by a per-file lock so threads of one process never
-contend for SQLite's write lock); reads through `store.read()` (one snapshot). The query, annotation, replay and
-job functions live in their own modules and are re-exposed here as methods so callers need only the store.
+contend for SQLite's write lock); reads through `store.read()` (one snapshot). Everything else is a function of
+the store in its own module, which imports this one (never the other way round): `traces.queries` (lists,
+episodes, runs, stats), `traces.replay` (episode -> agent events), `traces.annotations`, `traces.agreement`,
+`traces.verdicts`, `traces.jobs`.
 """
 
 from __future__ import annotations
@@ -15,37 +17,20 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from traces import annotations as _annotations
-from traces import jobs as _jobs
-from traces import queries as _queries
-from traces import replay as _replay
 from traces.engine import Target, connect_sqlite, make_engines, resolve
 from traces.errors import NotFoundError
 from traces.migrate import check_sqlite_file, enable_wal, upgrade
 from traces.models import episodes, images, runs
-from traces.records import (
-    AgreementRow,
-    AnnotationRecord,
-    EpisodeDetail,
-    JobRecord,
-    LabelSet,
-    Page,
-    RunRecord,
-    RunStats,
-)
-
-if TYPE_CHECKING:
-    from agent.events import Event
-    from traces.queries import EpisodeFilter
+from traces.records import decode_image
 
 _FILE_LOCKS: dict[str, threading.RLock] = {}
 _FILE_LOCKS_GUARD = threading.Lock()
@@ -227,8 +212,6 @@ class TraceStore:
         return bytes(row.data), row.mime
 
     def image(self, sha256: str) -> Image.Image:
-        from traces.records import decode_image
-
         image = decode_image(self.image_bytes(sha256)[0])
         assert image is not None
         return image
@@ -266,42 +249,7 @@ class TraceStore:
         with self.write() as c:
             return int(c.execute(insert(runs).values(values).returning(runs.c.id)).scalar_one())
 
-    def runs(self) -> list[RunRecord]:
-        return _queries.list_runs(self)
-
-    def run(self, run_id: int) -> RunRecord:
-        return _queries.get_run(self, run_id)
-
     # ---- episodes ---------------------------------------------------------------------------------
-
-    def list_episodes(self, filters: EpisodeFilter | None = None, *, limit: int = 50, after: str | None = None) -> Page:
-        return _queries.list_episodes(self, filters, limit=limit, after=after)
-
-    def count_episodes(self, filters: EpisodeFilter | None = None) -> int:
-        return _queries.count_episodes(self, filters)
-
-    def load_episode(self, episode_id: str) -> EpisodeDetail:
-        return _queries.load_episode(self, episode_id)
-
-    def episode_events(self, episode_id: str) -> list[Event]:
-        """The episode as the agent's own event objects (images included), in the order they happened."""
-        return _replay.episode_events(self, episode_id)
-
-    def run_stats(self, run_id: int | None = None) -> RunStats:
-        return _queries.run_stats(self, run_id)
-
-    def set_verdict(
-        self, episode_id: str, correct: bool | None, *, judge: str = "", score: float | None = None
-    ) -> None:
-        """Record the judge's verdict on an episode (eval harness, GRPO reward)."""
-        with self.write() as conn:
-            done = conn.execute(
-                update(episodes)
-                .where(episodes.c.uid == episode_id)
-                .values(correct=correct, judge=judge or None, judge_score=score, updated_at=time.time())
-            )
-            if done.rowcount == 0:
-                raise NotFoundError(f"no episode {episode_id!r}")
 
     def recover_interrupted(self) -> int:
         """Mark `running` episodes whose recording process on this host is gone as `interrupted`."""
@@ -335,44 +283,6 @@ class TraceStore:
         if pk is None:
             raise NotFoundError(f"no episode {episode_id!r} in {self.url}")
         return int(pk)
-
-    def episode_count(self) -> int:
-        with self.read() as conn:
-            return int(conn.execute(select(func.count()).select_from(episodes)).scalar_one())
-
-    # ---- annotations ------------------------------------------------------------------------------
-
-    def set_label_set(self, name: str, labels: Sequence[str], description: str = "") -> LabelSet:
-        return _annotations.set_label_set(self, name, labels, description)
-
-    def label_set(self, name: str = "default") -> LabelSet:
-        return _annotations.get_label_set(self, name)
-
-    def annotate(self, episode_id: str, annotator: str, **fields: Any) -> AnnotationRecord:
-        """Add (or edit: a new version) `annotator`'s annotation; see traces.annotations.annotate."""
-        return _annotations.annotate(self, episode_id, annotator, **fields)
-
-    def annotations(self, episode_id: str, *, history: bool = False) -> list[AnnotationRecord]:
-        return _annotations.list_annotations(self, episode_id, history=history)
-
-    def agreement(self, run_id: int | None = None, *, annotators: Sequence[str] | None = None) -> list[AgreementRow]:
-        from traces.agreement import agreement_table
-
-        return agreement_table(self, run_id=run_id, annotators=annotators)
-
-    # ---- jobs -------------------------------------------------------------------------------------
-
-    def create_job(self, kind: str, name: str, config: dict[str, Any] | None = None, run_id: int | None = None) -> int:
-        return _jobs.create_job(self, kind, name, config or {}, run_id)
-
-    def update_job(self, job_id: int, **fields: Any) -> JobRecord:
-        return _jobs.update_job(self, job_id, **fields)
-
-    def job(self, job_id: int) -> JobRecord:
-        return _jobs.get_job(self, job_id)
-
-    def jobs(self, *, status: str | None = None, limit: int = 100) -> list[JobRecord]:
-        return _jobs.list_jobs(self, status=status, limit=limit)
 
 
 # ---- which process is recording ------------------------------------------------------------------

@@ -45,20 +45,21 @@ def open_runtime(app: AppConfig) -> Runtime:
 
 def ensure_labels(store: Any, app: AppConfig) -> tuple[str, ...]:
     """The label set annotators use: given with --labels, else the store's, else the built-in default."""
+    from traces.annotations import get_label_set, set_label_set
     from traces.errors import NotFoundError
 
     if app.labels:
         try:
-            current = store.label_set(app.label_set).labels
+            current = get_label_set(store, app.label_set).labels
         except NotFoundError:
             current = ()
         if tuple(current) != tuple(app.labels):
-            store.set_label_set(app.label_set, app.labels)
+            set_label_set(store, app.label_set, app.labels)
         return app.labels
     try:
-        return tuple(store.label_set(app.label_set).labels)
+        return tuple(get_label_set(store, app.label_set).labels)
     except NotFoundError:
-        store.set_label_set(app.label_set, DEFAULT_LABELS, "built-in labels of the app")
+        set_label_set(store, app.label_set, DEFAULT_LABELS, "built-in labels of the app")
         return DEFAULT_LABELS
 
 

@@ -1,7 +1,7 @@
 """Agent events → what the UI shows. Pure functions, no Gradio, no I/O: unit-tested without a server.
 
 One renderer for live and stored episodes: the Ask tab folds events from the running loop into an
-`EpisodeView`; the Traces tab folds the events the store reconstructs (`store.episode_events`) into the
+`EpisodeView`; the Traces tab folds the events the store reconstructs (`traces.replay.episode_events`) into the
 same view and calls the same functions. Everything that came from the model or the web is escaped by
 `ui.safe` here, at the last step before display.
 """

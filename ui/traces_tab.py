@@ -12,8 +12,10 @@ from typing import Any
 
 import gradio as gr
 
+from traces.annotations import annotate, list_annotations
 from traces.errors import NotFoundError
-from traces.queries import EpisodeFilter
+from traces.queries import EpisodeFilter, count_episodes, list_episodes, list_runs
+from traces.replay import episode_events
 from ui.errors import friendly_error
 from ui.panel import EpisodePanel, build_panel, panel_values
 from ui.render import EpisodeView, fold
@@ -114,8 +116,8 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
 
     def load_page(cursor: str | None, *values: Any) -> tuple[list, list, str, str | None]:
         flt = _filter(*values)
-        page = store.list_episodes(flt, limit=PAGE_SIZE, after=cursor)
-        total = store.count_episodes(flt)
+        page = list_episodes(store, flt, limit=PAGE_SIZE, after=cursor)
+        total = count_episodes(store, flt)
         ids = [s.id for s in page.items]
         return list_rows(page.items), ids, f"{total} episodes match", page.next_cursor
 
@@ -124,7 +126,7 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
             rows, ids, counted, next_cursor = load_page(None, *values)
         except Exception as exc:
             return [], [], f"⚠ {md_text(friendly_error(exc))}", {"pages": [None], "next": None}, gr.skip()
-        runs = [ANY] + [f"{r.id} · {r.name}" for r in store.runs()]
+        runs = [ANY] + [f"{r.id} · {r.name}" for r in list_runs(store)]
         return rows, ids, counted, {"pages": [None], "next": next_cursor}, gr.update(choices=runs)
 
     list_outputs = [table, ids_state, count, nav_state, run]
@@ -167,8 +169,8 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
         if not episode_id:
             return [gr.skip()] * len(opened)
         try:
-            events = store.episode_events(episode_id)
-            records = store.annotations(episode_id, history=True)
+            events = episode_events(store, episode_id)
+            records = list_annotations(store, episode_id, history=True)
         except NotFoundError:
             return [None, f"⚠ Episode {md_text(episode_id)} is not in the store."] + [gr.skip()] * (len(opened) - 2)
         except Exception as exc:
@@ -217,7 +219,8 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
     prev_btn.click(go_prev, [ids_state, current_state], opened, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
 
     def next_unreviewed(current: str | None, request: gr.Request, profile: gr.OAuthProfile | None) -> list[Any]:
-        page = store.list_episodes(
+        page = list_episodes(
+            store,
             EpisodeFilter(
                 review="none",
                 status=("answered", "budget_exhausted", "format_error", "error", "cancelled", "interrupted"),
@@ -258,8 +261,8 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
             comment_v or "",
         )
         try:
-            saved = store.annotate(current, name, label_set=app.label_set, **annotation_fields(form))
-            records = store.annotations(current, history=True)
+            saved = annotate(store, current, name, label_set=app.label_set, **annotation_fields(form))
+            records = list_annotations(store, current, history=True)
         except Exception as exc:
             return gr.skip(), f"⚠ Not saved: {md_text(friendly_error(exc))}"
         return history_markdown(records), f"✓ Saved as **{md_text(saved.annotator)}** (version {saved.id})."

@@ -10,6 +10,7 @@ from PIL import Image
 from agent.__main__ import main
 from tests.conftest import REPO
 from tests.servers.chat_completions import scripted_chat_server
+from traces.queries import list_episodes, load_episode
 
 
 def _run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -155,9 +156,9 @@ def test_ask_with_db_records_the_episode_for_traces_stats(tmp_path, capsys):
         )
     assert code == 0
     store = open_store(str(db))
-    page = store.list_episodes(limit=10)
+    page = list_episodes(store, limit=10)
     assert len(page.items) == 1
-    detail = store.load_episode(page.items[0].id)
+    detail = load_episode(store, page.items[0].id)
     assert detail.summary.final_answer == "red" and detail.summary.status == "answered" and len(detail.turns) == 2
     capsys.readouterr()
     assert traces_main(["stats", "--db", str(db)]) == 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from traces import NotFoundError, Recorder
-from traces.agreement import cohen_kappa, fleiss_kappa
+from traces.agreement import agreement_table, cohen_kappa, fleiss_kappa
+from traces.annotations import annotate, get_label_set, list_annotations, set_label_set
+from traces.queries import load_episode
 
 from .helpers import synthetic_episode
 
@@ -21,50 +23,50 @@ def episodes(store):
 
 
 def test_edits_keep_history_and_unset_fields_carry_over(store, episodes):
-    first = store.annotate("a0", "ana", labels=["bad_query"], correct=False, comment="query too vague")
-    second = store.annotate("a0", "ana", corrected_answer="Gustave Eiffel", crop_verdict="right_region")
+    first = annotate(store, "a0", "ana", labels=["bad_query"], correct=False, comment="query too vague")
+    second = annotate(store, "a0", "ana", corrected_answer="Gustave Eiffel", crop_verdict="right_region")
     assert second.supersedes_id == first.id
     assert second.labels == ("bad_query",) and second.correct is False and second.comment == "query too vague"
     assert second.corrected_answer == "Gustave Eiffel" and second.crop_verdict == "right_region"
-    third = store.annotate("a0", "ana", labels=[], correct=None)
+    third = annotate(store, "a0", "ana", labels=[], correct=None)
     assert third.labels == () and third.correct is None
-    history = store.annotations("a0", history=True)
+    history = list_annotations(store, "a0", history=True)
     assert [a.id for a in history] == [first.id, second.id, third.id]
     assert history[0].labels == ("bad_query",)  # the old version is untouched
-    assert [a.id for a in store.annotations("a0")] == [third.id]
+    assert [a.id for a in list_annotations(store, "a0")] == [third.id]
 
 
 def test_review_state_follows_current_annotations(store, episodes):
     def state():
-        return store.load_episode("a1").summary.review_state
+        return load_episode(store, "a1").summary.review_state
 
     assert state() == "none"
-    store.annotate("a1", "ana", comment="looks fine")
+    annotate(store, "a1", "ana", comment="looks fine")
     assert state() == "annotated"
-    store.annotate("a1", "ana", approved=True, correct=True)
+    annotate(store, "a1", "ana", approved=True, correct=True)
     assert state() == "approved"
-    store.annotate("a1", "ben", approved=False, correct=False)
-    assert state() == "disputed" and store.load_episode("a1").summary.human_correct is None
-    store.annotate("a1", "ben", approved=True, correct=True)
-    assert state() == "approved" and store.load_episode("a1").summary.human_correct is True
+    annotate(store, "a1", "ben", approved=False, correct=False)
+    assert state() == "disputed" and load_episode(store, "a1").summary.human_correct is None
+    annotate(store, "a1", "ben", approved=True, correct=True)
+    assert state() == "approved" and load_episode(store, "a1").summary.human_correct is True
 
 
 def test_label_sets_are_configurable_and_validated(store, episodes):
     with pytest.raises(ValueError, match="not in label set"):
-        store.annotate("a2", "ana", labels=["made_up"])
-    store.set_label_set("crops", ["tight_box", "loose_box", "wrong_object"], "crop review")
-    record = store.annotate("a2", "ana", labels=["loose_box"], label_set="crops")
+        annotate(store, "a2", "ana", labels=["made_up"])
+    set_label_set(store, "crops", ["tight_box", "loose_box", "wrong_object"], "crop review")
+    record = annotate(store, "a2", "ana", labels=["loose_box"], label_set="crops")
     assert record.label_set == "crops" and record.labels == ("loose_box",)
-    store.set_label_set("crops", ["tight_box", "loose_box"])
-    assert store.label_set("crops").labels == ("tight_box", "loose_box")
+    set_label_set(store, "crops", ["tight_box", "loose_box"])
+    assert get_label_set(store, "crops").labels == ("tight_box", "loose_box")
     with pytest.raises(NotFoundError, match="no label set"):
-        store.label_set("nope")
+        get_label_set(store, "nope")
     with pytest.raises(ValueError, match="crop verdict"):
-        store.annotate("a2", "ana", crop_verdict="meh")
+        annotate(store, "a2", "ana", crop_verdict="meh")
     with pytest.raises(ValueError, match="annotator"):
-        store.annotate("a2", "  ")
+        annotate(store, "a2", "  ")
     with pytest.raises(NotFoundError):
-        store.annotate("missing", "ana")
+        annotate(store, "missing", "ana")
 
 
 def test_cohen_kappa_matches_the_textbook_example():
@@ -98,8 +100,8 @@ def test_agreement_table_from_the_store(store, episodes):
     verdicts = {"ana": [True, True, False, False, True, False], "ben": [True, False, False, True, True, False]}
     for name, values in verdicts.items():
         for eid, v in zip(episodes, values, strict=True):
-            store.annotate(eid, name, correct=v, labels=["bad_query"] if not v else [])
-    rows = {r.item: r for r in store.agreement()}
+            annotate(store, eid, name, correct=v, labels=["bad_query"] if not v else [])
+    rows = {r.item: r for r in agreement_table(store)}
     expected = cohen_kappa(list(zip(verdicts["ana"], verdicts["ben"], strict=True)))
     assert rows["correct"].statistic == "cohen" and rows["correct"].kappa == pytest.approx(expected)
     assert rows["correct"].items == 6 and rows["correct"].observed_agreement == pytest.approx(4 / 6)
@@ -107,8 +109,8 @@ def test_agreement_table_from_the_store(store, episodes):
     assert rows["label:good_trajectory"].kappa is None  # nobody used it: undefined
     # a third annotator turns it into Fleiss
     for eid, v in zip(episodes, verdicts["ana"], strict=True):
-        store.annotate(eid, "cleo", correct=v)
-    rows = {r.item: r for r in store.agreement()}
+        annotate(store, eid, "cleo", correct=v)
+    rows = {r.item: r for r in agreement_table(store)}
     assert rows["correct"].statistic == "fleiss" and rows["correct"].annotators == 3
     items = [[a, b, a] for a, b in zip(verdicts["ana"], verdicts["ben"], strict=True)]
     assert rows["correct"].kappa == pytest.approx(fleiss_kappa(items))

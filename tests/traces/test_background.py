@@ -13,6 +13,8 @@ from agent.events import EpisodeFinished, TextDelta
 from traces import Recorder
 from traces.background import BackgroundRecorder
 from traces.errors import NotFoundError
+from traces.queries import load_episode
+from traces.replay import episode_events
 
 from .helpers import synthetic_episode
 
@@ -32,8 +34,8 @@ def test_many_episodes_from_many_threads_are_all_recorded_in_order(store):
     for t in threads:
         t.join()
     for uid, events in episodes.items():
-        assert store.load_episode(uid).summary.status == "answered"  # no wait needed after record_now
-        stored = store.episode_events(uid)
+        assert load_episode(store, uid).summary.status == "answered"  # no wait needed after record_now
+        stored = episode_events(store, uid)
         assert [e.type for e in stored if not isinstance(e, TextDelta)] == [
             e.type for e in events if not isinstance(e, TextDelta)
         ]
@@ -59,12 +61,12 @@ def test_tokens_wait_for_the_next_other_event_instead_of_waking_the_writer(store
     first_delta = next(i for i, e in enumerate(events) if isinstance(e, TextDelta))
     for event in events[:first_delta]:  # EpisodeStarted, TurnStarted: each wakes the writer
         background(event)
-    assert _eventually(lambda: len(store.load_episode("e-tokens").turns) == 1)
+    assert _eventually(lambda: len(load_episode(store, "e-tokens").turns) == 1)
     background(events[first_delta])
     time.sleep(0.3)
-    assert store.load_episode("e-tokens").turns[0].raw_text == ""  # queued, not written: nobody woke the writer
+    assert load_episode(store, "e-tokens").turns[0].raw_text == ""  # queued, not written: nobody woke the writer
     background(events[first_delta + 2])  # the turn's ActionParsed wakes it; the token goes first
-    assert _eventually(lambda: store.load_episode("e-tokens").turns[0].complete)
+    assert _eventually(lambda: load_episode(store, "e-tokens").turns[0].complete)
     background.close()
 
 
@@ -78,7 +80,7 @@ def test_a_failed_write_is_logged_and_later_events_still_land(store, caplog):
             background(event)
         background.record_now(events[-1])
     assert "could not record" in caplog.text
-    assert store.load_episode("e-after").summary.status == "answered"
+    assert load_episode(store, "e-after").summary.status == "answered"
     background.close()
 
 
@@ -96,7 +98,7 @@ def test_close_writes_what_is_queued_and_marks_running_episodes_interrupted(stor
     for event in events[:4]:
         background(event)
     background.close()
-    detail = store.load_episode("e-close")
+    detail = load_episode(store, "e-close")
     assert detail.summary.status == "interrupted"
     with pytest.raises(RuntimeError, match="closed"):
         background(events[4])

@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 
 from traces import Recorder, open_store
+from traces.queries import count_episodes, load_episode
+from traces.replay import episode_events
 
 from .helpers import synthetic_episode
 
@@ -71,7 +73,7 @@ def test_several_processes_write_one_file_without_database_is_locked(tmp_path):
         assert p.returncode == 0, err
         assert "locked" not in err
     store = open_store(db)
-    assert store.episode_count() == 45
+    assert count_episodes(store) == 45
     store.close()
 
 
@@ -113,11 +115,11 @@ def test_sigkill_mid_episode_keeps_committed_events_and_marks_interrupted(tmp_pa
     con.close()
 
     store = open_store(db)  # recovery sees the dead writer
-    detail = store.load_episode("victim")
+    detail = load_episode(store, "victim")
     assert detail.summary.status == "interrupted"
     assert len(detail.turns) == 6  # every TurnStarted that was committed
     assert sum(len(t.tool_calls) for t in detail.turns) == 5
     assert [t.complete for t in detail.turns] == [True] * 5 + [False]
-    replay = store.episode_events("victim")
+    replay = episode_events(store, "victim")
     assert replay[-1].type == "episode_finished" and replay[-1].status == "interrupted"
     store.close()

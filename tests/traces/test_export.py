@@ -11,6 +11,7 @@ from datasets import Image, List, load_dataset
 from agent.events import ActionParsed, FormatError, TurnStarted
 from agent.loop import run_episode
 from traces import EpisodeFilter, Recorder
+from traces.annotations import annotate
 from traces.export_annotations import export_annotations
 from traces.export_sft import export_sft
 
@@ -26,7 +27,7 @@ def reviewed(store):
         )
     )
     approved_id = live[0].episode_id
-    store.annotate(approved_id, "ana", approved=True, correct=False, corrected_answer="Gustave Eiffel's company")
+    annotate(store, approved_id, "ana", approved=True, correct=False, corrected_answer="Gustave Eiffel's company")
     # an approved episode with a malformed turn that the model then fixed
     events = synthetic_episode("with-format-error", turns=2)
     bad = "<reason>oops</reason>"
@@ -44,10 +45,10 @@ def reviewed(store):
         shifted.append(e)
     for e in shifted:
         rec(e)
-    store.annotate("with-format-error", "ben", approved=True)
+    annotate(store, "with-format-error", "ben", approved=True)
     for e in synthetic_episode("not-approved"):
         rec(e)
-    store.annotate("not-approved", "ana", approved=False)
+    annotate(store, "not-approved", "ana", approved=False)
     return approved_id
 
 
@@ -101,14 +102,14 @@ def test_export_filters_and_skips_unanswered(store, reviewed, tmp_path):
     for e in synthetic_episode("cut")[:6]:
         rec(e)
     rec.close()
-    store.annotate("cut", "ana", approved=True)
+    annotate(store, "cut", "ana", approved=True)
     report = export_sft(store, tmp_path / "x", filters=EpisodeFilter(review="approved"))
     assert report.rows == 2 and report.skipped == {"without a final answer turn": 1}
 
 
 def test_annotations_and_agreement_tables(store, reviewed, tmp_path):
-    store.annotate(reviewed, "ben", approved=True, correct=True)
-    store.annotate(reviewed, "ben", comment="second thoughts", correct=False)
+    annotate(store, reviewed, "ben", approved=True, correct=True)
+    annotate(store, reviewed, "ben", comment="second thoughts", correct=False)
     report = export_annotations(store, tmp_path / "ann.csv", history=True)
     table = pd.read_csv(report.path)
     assert len(table) == 5 and table["current"].sum() == 4

@@ -18,6 +18,7 @@ from traces.importers import (
     import_trl_completions,
     import_verl_rollouts,
 )
+from traces.queries import count_episodes, get_run, list_episodes, list_runs, load_episode
 
 from .conftest import fvqa_sample
 from .helpers import make_image
@@ -32,13 +33,13 @@ def _jpeg(seed: int) -> bytes:
 def test_real_fvqa_sample_imports_as_a_question_set(store):
     report = import_fvqa(store, fvqa_sample())
     assert report.imported == 5 and report.bad_rows == ()
-    items = store.list_episodes(EpisodeFilter(run_ids=(report.run_id,))).items
+    items = list_episodes(store, EpisodeFilter(run_ids=(report.run_id,))).items
     assert {e.status for e in items} == {"pending"}
     spain = next(e for e in items if "country of origin" in e.question)
-    detail = store.load_episode(spain.id)
+    detail = load_episode(store, spain.id)
     assert detail.gold_answers[0] == "Spain" and "Kingdom of Spain" in detail.gold_answers
     assert detail.image().mode == "RGB" and detail.summary.dataset == "mmsearch_r1/infoseek_train_split"
-    assert store.run(report.run_id).kind == "questions"
+    assert get_run(store, report.run_id).kind == "questions"
 
 
 def _fvqa_table(rows):
@@ -73,9 +74,9 @@ def test_fvqa_bad_rows_are_reported_by_number_and_good_rows_imported(store, tmp_
         (4, "no user question in `prompt`"),
         (5, "`reward_model` has no ground_truth"),
     ]
-    questions = {e.question for e in store.list_episodes().items}
+    questions = {e.question for e in list_episodes(store).items}
     assert questions == {"Question 1?", "Question 3?"}
-    assert store.load_episode(store.list_episodes().items[0].id).gold_answers == ["answer 3", "alias 3"]
+    assert load_episode(store, list_episodes(store).items[0].id).gold_answers == ["answer 3", "alias 3"]
 
 
 def test_missing_columns_reject_the_whole_file(store, tmp_path):
@@ -83,7 +84,7 @@ def test_missing_columns_reject_the_whole_file(store, tmp_path):
     pq.write_table(pa.Table.from_pylist([{"prompt": "q", "images": None}]), path)
     with pytest.raises(ImportFileError, match=r"missing columns \['reward_model'\]"):
         import_fvqa(store, path)
-    assert store.episode_count() == 0 and store.runs() == []
+    assert count_episodes(store) == 0 and list_runs(store) == []
 
 
 def test_import_is_all_or_nothing_when_the_database_write_fails(store, tmp_path, monkeypatch):
@@ -110,7 +111,7 @@ def test_import_is_all_or_nothing_when_the_database_write_fails(store, tmp_path,
     with pytest.raises(OSError, match="disk full"):
         import_fvqa(store, path)
     monkeypatch.undo()
-    assert store.episode_count() == 0 and store.runs() == []
+    assert count_episodes(store) == 0 and list_runs(store) == []
 
 
 # MMSearch-R1's val_only output: pandas to_json(orient="records") of (step, input_text, output_text, score,
@@ -152,14 +153,14 @@ def test_mmsearch_r1_eval_json(store, tmp_path):
     pd.DataFrame(records).to_json(path, orient="records", indent=2)
     report = import_mmsearch_r1(store, path)
     assert report.imported == 2 and [b.row for b in report.bad_rows] == [3, 4]
-    page = store.list_episodes(EpisodeFilter(run_ids=(report.run_id,))).items
-    searched = store.load_episode(next(e.id for e in page if e.n_tool_calls))
+    page = list_episodes(store, EpisodeFilter(run_ids=(report.run_id,))).items
+    searched = load_episode(store, next(e.id for e in page if e.n_tool_calls))
     assert searched.summary.question == "What is the name of this mountain?"
     assert searched.summary.dialect == "mmsearch-r1" and searched.summary.correct is True
     assert [t.action for t in searched.turns] == ["image_search_whole", "answer"]
     assert searched.turns[0].tool_calls[0].information == "[Image Search Results] 1. Matterhorn - Wikipedia"
     assert searched.summary.final_answer == "Matterhorn" and searched.gold_answers == ["Matterhorn", "Monte Cervino"]
-    assert store.list_episodes(EpisodeFilter(run_ids=(report.run_id,), correct=False)).items[0].final_answer == "K2"
+    assert list_episodes(store, EpisodeFilter(run_ids=(report.run_id,), correct=False)).items[0].final_answer == "K2"
 
 
 def test_trl_completions_parquet_text_and_conversational(store, tmp_path):
@@ -213,8 +214,8 @@ def test_trl_completions_parquet_text_and_conversational(store, tmp_path):
     report = import_trl_completions(store, directory, correct_column="judge_reward")
     assert report.imported == 3 and report.bad_rows == ()
     by_q = {}
-    for e in store.list_episodes(EpisodeFilter(run_ids=(report.run_id,))).items:
-        by_q.setdefault(e.question, []).append(store.load_episode(e.id))
+    for e in list_episodes(store, EpisodeFilter(run_ids=(report.run_id,))).items:
+        by_q.setdefault(e.question, []).append(load_episode(store, e.id))
     bridge = next(d for d in by_q["Who designed this bridge?"] if d.summary.correct)
     assert bridge.turns[0].tool_calls[0].information == "Designed by John Roebling." and bridge.reward == 2.0
     bad = next(d for d in by_q["Who designed this bridge?"] if not d.summary.correct)
@@ -244,9 +245,9 @@ def test_verl_rollout_jsonl_with_bad_lines(store, tmp_path):
     (directory / "3.jsonl").write_text("\n".join(lines) + "\n")
     report = import_verl_rollouts(store, directory)
     assert report.imported == 2 and [b.row for b in report.bad_rows] == [2, 3]
-    items = store.list_episodes(EpisodeFilter(run_ids=(report.run_id,))).items
+    items = list_episodes(store, EpisodeFilter(run_ids=(report.run_id,))).items
     assert {(e.question, e.final_answer, e.correct) for e in items} == {
         ("What is this dish?", "Paella", True),
         ("What is this dish?", "Pizza", False),
     }
-    assert store.run(report.run_id).kind == "rollout"
+    assert get_run(store, report.run_id).kind == "rollout"

@@ -8,6 +8,9 @@ import pytest
 
 from agent.events import ActionParsed, EpisodeFinished, ToolFinished, ToolResult, ToolStarted, TurnStarted
 from traces import EpisodeFilter, Recorder
+from traces.annotations import annotate
+from traces.queries import count_episodes, list_episodes, list_runs, load_episode, run_stats
+from traces.verdicts import set_verdict
 
 from .helpers import synthetic_episode
 
@@ -93,19 +96,19 @@ def populated(store):
         other(e)
     for e in synthetic_episode("running", turns=3)[:6]:  # up to the crop ToolStarted
         other(e)
-    store.set_verdict("text1", True, judge="llm")
-    store.set_verdict("text3", False, judge="llm")
-    store.annotate("direct", "ana", correct=True, approved=True)
+    set_verdict(store, "text1", True, judge="llm")
+    set_verdict(store, "text3", False, judge="llm")
+    annotate(store, "direct", "ana", correct=True, approved=True)
     return store
 
 
 def _ids(store, **kw) -> set[str]:
-    return {e.id for e in store.list_episodes(EpisodeFilter(**kw), limit=500).items}
+    return {e.id for e in list_episodes(store, EpisodeFilter(**kw), limit=500).items}
 
 
 def test_filters(populated):
     s = populated
-    run_a = s.load_episode("direct").summary.run_id
+    run_a = load_episode(s, "direct").summary.run_id
     assert _ids(s, run_ids=(run_a,)) == {"direct", "text1", "text3", "whole", "mixed"}
     assert _ids(s, model="other-model") == {"other"}
     assert _ids(s, dialect="mmsearch-r1") == {"other"}
@@ -144,7 +147,7 @@ def test_keyset_pagination_visits_every_episode_once_newest_first(store):
             rec(e)
     seen, after, pages = [], None, 0
     while True:
-        page = store.list_episodes(limit=5, after=after)
+        page = list_episodes(store, limit=5, after=after)
         seen += [e.id for e in page.items]
         pages += 1
         if page.next_cursor is None:
@@ -155,15 +158,15 @@ def test_keyset_pagination_visits_every_episode_once_newest_first(store):
                 rec(e)
     assert pages == 5 and len(seen) == 23 and len(set(seen)) == 23
     assert seen == sorted(seen, reverse=True)
-    assert store.count_episodes() == 24
+    assert count_episodes(store) == 24
     with pytest.raises(ValueError, match="bad page cursor"):
-        store.list_episodes(after="garbage")
+        list_episodes(store, after="garbage")
 
 
 def test_run_stats(populated):
     s = populated
-    run_a = s.load_episode("direct").summary.run_id
-    st = s.run_stats(run_a)
+    run_a = load_episode(s, "direct").summary.run_id
+    st = run_stats(s, run_a)
     assert st.episodes == 5 and st.finished == 5
     assert st.tool_use_share == pytest.approx(4 / 5)
     assert st.text_search_share == pytest.approx(3 / 5)
@@ -173,9 +176,9 @@ def test_run_stats(populated):
     assert st.human_judged == 1 and st.human_accuracy == 1.0
     assert st.latency_p50_s is not None and st.latency_p95_s == pytest.approx(5.0)
     assert st.status_counts == {"answered": 5}
-    all_runs = s.run_stats()
+    all_runs = run_stats(s)
     assert all_runs.episodes == 7 and all_runs.status_counts["running"] == 1
-    assert [r.episodes for r in s.runs()] == [5, 1, 1]  # a recorder opens one run per (model, backend, dialect)
+    assert [r.episodes for r in list_runs(s)] == [5, 1, 1]  # a recorder opens one run per (model, backend, dialect)
 
 
 def test_list_columns_follow_the_summary_field_order():

@@ -9,6 +9,8 @@ import pytest
 from agent.events import EpisodeStarted, TextDelta, TurnStarted, event_to_dict
 from agent.loop import run_episode
 from traces import Recorder
+from traces.queries import load_episode
+from traces.replay import episode_events
 
 from .helpers import CROP_THEN_TEXT_THEN_ANSWER, ScriptedModel, make_image, synthetic_episode, toolbox
 
@@ -43,10 +45,10 @@ def test_real_loop_episode_is_recorded_and_replays_as_the_same_events(store):
         )
     )
     eid = live[0].episode_id
-    stored = store.episode_events(eid)
+    stored = episode_events(store, eid)
     assert _comparable(stored) == _comparable(_merge_deltas(live))
 
-    detail = store.load_episode(eid)
+    detail = load_episode(store, eid)
     assert detail.summary.status == "answered" and detail.summary.final_answer == "Gustave Eiffel"
     assert [t.action for t in detail.turns] == ["image_search_region", "text_search", "answer"]
     crop_call = detail.turns[0].tool_calls[0]
@@ -66,10 +68,10 @@ def test_every_event_is_committed_before_the_call_returns(store):
         recorder(event)
         if isinstance(event, TurnStarted):
             # another connection sees the turn row at once
-            assert len(store.load_episode("e-commit").turns) == event.turn_index + 1
+            assert len(load_episode(store, "e-commit").turns) == event.turn_index + 1
         if i == 0:
-            assert store.load_episode("e-commit").summary.status == "running"
-    assert store.load_episode("e-commit").summary.status == "answered"
+            assert load_episode(store, "e-commit").summary.status == "running"
+    assert load_episode(store, "e-commit").summary.status == "answered"
 
 
 def test_streamed_text_is_flushed_periodically(store):
@@ -80,7 +82,7 @@ def test_streamed_text_is_flushed_periodically(store):
     recorder(TextDelta("e-stream", 0, "<reason>partial "))
     time.sleep(0.06)
     recorder(TextDelta("e-stream", 0, "thought"))
-    turn = store.load_episode("e-stream").turns[0]
+    turn = load_episode(store, "e-stream").turns[0]
     assert turn.raw_text == "<reason>partial thought" and not turn.complete
 
 
@@ -89,7 +91,7 @@ def test_close_marks_unfinished_episodes_interrupted_and_replays_them(store):
     for event in synthetic_episode("e-cut")[:6]:
         recorder(event)
     recorder.close()
-    events = store.episode_events("e-cut")
+    events = episode_events(store, "e-cut")
     assert events[-1].type == "episode_finished" and events[-1].status == "interrupted"
     assert isinstance(events[0], EpisodeStarted)
 
@@ -100,7 +102,7 @@ def test_dead_writer_episodes_are_recovered_as_interrupted(store):
     for event in synthetic_episode("e-dead")[:4]:
         recorder(event)
     assert store.recover_interrupted() == 1
-    summary = store.load_episode("e-dead")
+    summary = load_episode(store, "e-dead")
     assert summary.summary.status == "interrupted" and "999999999" in summary.reason
 
 
@@ -123,6 +125,6 @@ def test_cancelled_episode_keeps_its_partial_turn(store):
         events.append(event)
         if isinstance(event, TextDelta) and len(events) > 5:
             cancel.set()
-    detail = store.load_episode(events[0].episode_id)
+    detail = load_episode(store, events[0].episode_id)
     assert detail.summary.status == "cancelled"
     assert detail.turns[0].raw_text.startswith("<reason>thinking") and not detail.turns[0].complete

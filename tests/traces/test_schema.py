@@ -13,8 +13,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from traces import CorruptDatabaseError, ForeignDatabaseError, SchemaTooNewError, StoreError, open_store
+from traces.annotations import get_label_set
 from traces.migrate import alembic_config, head_revision
 from traces.models import VERSION_TABLE, Base
+from traces.queries import list_episodes
 
 from .helpers import synthetic_episode
 
@@ -65,10 +67,10 @@ def test_older_store_is_migrated_and_backfilled(tmp_path):
     store = open_store(path)
     from traces import EpisodeFilter
 
-    summary = store.list_episodes(EpisodeFilter(text="cathedral")).items[0]
+    summary = list_episodes(store, EpisodeFilter(text="cathedral")).items[0]
     assert summary.id == "e1"
     assert summary.review_state == "approved" and summary.human_correct is True
-    assert "good_trajectory" in store.label_set().labels
+    assert "good_trajectory" in get_label_set(store).labels
     store.close()
 
 
