@@ -111,7 +111,7 @@ def form_from_annotation(record: AnnotationRecord | None) -> AnnotationForm:
 
 
 def annotation_fields(form: AnnotationForm) -> dict[str, Any]:
-    """Keyword arguments for `traces.annotations.annotate` from the form (every field given: the form shows them all)."""
+    """Keyword arguments for `traces.annotations.annotate` from the form (every field given: the form shows all)."""
     return {
         "labels": list(form.labels),
         "correct": None if form.correct == "unset" else form.correct == "correct",
