@@ -80,19 +80,21 @@ def _print_human(event: Event, out=None) -> None:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from agent.config import budgets_from_args, build_backend, model_config_from_args, public_config
+    from agent.config import ModelConfig, build_backend, public_config
+    from agent.flags import config_from_args
     from agent.images import ImageError, load_image
-    from agent.loop import run_episode
+    from agent.loop import Budgets, run_episode
     from agent.protocol import get_dialect
-    from agent.tools.config import build_toolbox, tool_config_from_args
+    from agent.tools.config import ToolConfig
+    from agent.tools.wiring import build_toolbox
 
     try:
         image = load_image(args.image) if args.image else None
-        cfg = model_config_from_args(args)
-        budgets = budgets_from_args(args)
+        cfg = config_from_args(ModelConfig, args)
+        budgets = config_from_args(Budgets, args)
         dialect = get_dialect(cfg.dialect, cfg.prompts_file)
         backend = build_backend(cfg)
-        tool_cfg = tool_config_from_args(args)
+        tool_cfg = config_from_args(ToolConfig, args)
         toolbox = build_toolbox(tool_cfg, summariser_model=backend)
     except (ImageError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -164,11 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object per event, one per line")
     ask.add_argument("--db", help="record the episode in this trace store (SQLite path or SQLAlchemy URL)")
     ask.add_argument("--run-name", help="run to record under (default: one per model and dialect)")
-    from agent.config import add_model_arguments
-    from agent.tools.config import add_tool_arguments
+    from agent.config import add_episode_arguments
 
-    add_model_arguments(ask)
-    add_tool_arguments(ask)
+    add_episode_arguments(ask)
     ask.set_defaults(func=_ask)
 
     # Listed for --help only: main() hands `search ...` to agent.search_cli untouched, flags and all.

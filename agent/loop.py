@@ -47,6 +47,7 @@ from agent.events import (
     TurnStarted,
     image_sha256,
 )
+from agent.flags import setting
 from agent.models.base import BackendError, Message, ModelBackend
 from agent.protocol import Dialect, get_dialect
 from agent.tools.base import Toolbox
@@ -54,12 +55,14 @@ from agent.tools.base import Toolbox
 
 @dataclass(frozen=True)
 class Budgets:
-    max_image_searches: int = 1
-    max_tool_calls: int = 10
-    max_response_tokens: int = 8192
-    max_turns: int = 16
-    max_turn_tokens: int = 2048
-    max_format_retries: int = 2
+    """Limits of one episode (the rules are in this module's docstring). Flags via agent.flags ("budgets")."""
+
+    max_image_searches: int = setting(1, "image searches allowed per episode (the paper allows one)")
+    max_tool_calls: int = setting(10, "tool calls of any kind per episode; after the last, the model is told to answer")
+    max_response_tokens: int = setting(8192, "tokens the model may generate over the whole episode")
+    max_turns: int = setting(16, "assistant turns per episode")
+    max_turn_tokens: int = setting(2048, "tokens the model may generate in one turn")
+    max_format_retries: int = setting(2, "malformed turns the model may redo in an episode before it ends format_error")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -19,7 +19,9 @@ from typing import Any, TextIO
 
 from agent.aio import run_sync
 from agent.events import ToolResult
-from agent.tools.config import IMAGE_PROVIDERS, TEXT_PROVIDERS, add_tool_arguments, build_toolbox, tool_config_from_args
+from agent.flags import add_config_arguments, config_from_args
+from agent.tools.config import IMAGE_PROVIDERS, TEXT_PROVIDERS, ToolConfig
+from agent.tools.wiring import build_toolbox
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     text.add_argument("--provider", choices=TEXT_PROVIDERS, help="shortcut for --text-search")
     text.add_argument("--question", default="", help="the question the summary should answer (default: the query)")
     text.add_argument("--json", action="store_true", help="print one JSON object")
-    add_tool_arguments(text)
+    add_config_arguments(text, ToolConfig, title="tools")
     image = sub.add_parser("image", help="reverse image search on an image or a grounded region of it")
     image.add_argument("path")
     image.add_argument(
@@ -42,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     image.add_argument("--save-crop", default=None, help="write the searched crop to this PNG path")
     image.add_argument("--json", action="store_true", help="print one JSON object")
-    add_tool_arguments(image)
+    add_config_arguments(image, ToolConfig, title="tools")
     corpus = sub.add_parser(
         "build-corpus", help="build a local FTS5 corpus from JSONL ({text, title?, url?, id?} per line)"
     )
@@ -97,7 +99,7 @@ def _emit(result: ToolResult, args: argparse.Namespace, out: TextIO, extra: dict
 def _run_text(args: argparse.Namespace, out: TextIO) -> int:
     if args.provider:
         args.text_search = args.provider
-    toolbox = build_toolbox(tool_config_from_args(args))
+    toolbox = build_toolbox(config_from_args(ToolConfig, args))
     if toolbox.text_search is None:
         result = ToolResult(
             provider="off", error="text search is off: " + toolbox.off_reasons.get("text_search", "not configured")
@@ -120,7 +122,7 @@ def _run_image(args: argparse.Namespace, out: TextIO) -> int:
     except ImageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    toolbox = build_toolbox(tool_config_from_args(args))
+    toolbox = build_toolbox(config_from_args(ToolConfig, args))
     if toolbox.image_search is None:
         return _emit(
             ToolResult(

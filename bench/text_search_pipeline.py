@@ -17,9 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.aio import run_sync  # noqa: E402
-from agent.tools.config import ToolConfig, build_toolbox  # noqa: E402
+from agent.tools.config import ToolConfig  # noqa: E402
 from agent.tools.http import HttpClient  # noqa: E402
 from agent.tools.pages import PageFetcher  # noqa: E402
+from agent.tools.wiring import build_toolbox  # noqa: E402
 from tests.servers.search_providers import fake_web  # noqa: E402
 
 PAGE_DELAY_S = 0.2

@@ -26,7 +26,7 @@ TITLE = "DeepMMSearch-R1 studio"
 
 
 def open_runtime(app: AppConfig) -> Runtime:
-    from agent.tools.config import build_toolbox
+    from agent.tools.wiring import build_toolbox
     from traces.background import BackgroundRecorder
     from traces.recorder import Recorder
     from traces.store import open_store

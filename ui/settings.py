@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from agent.config import ModelConfig, add_model_arguments, budgets_from_args, model_config_from_args
+from agent.config import ModelConfig, add_episode_arguments
+from agent.flags import config_from_args
 from agent.loop import Budgets
 from agent.protocol import DIALECTS
 from traces.cli import DEFAULT_DB  # one default for the app and `python -m traces`
@@ -119,14 +120,11 @@ def add_app_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from agent.tools.config import add_tool_arguments
-
     parser = argparse.ArgumentParser(
         prog="python app.py", description="DeepMMSearch-R1 studio: ask questions, watch the agent, review traces."
     )
     add_app_arguments(parser)
-    add_model_arguments(parser)
-    add_tool_arguments(parser)
+    add_episode_arguments(parser)
     return parser
 
 
@@ -143,9 +141,9 @@ def parse_auth(text: str | None) -> tuple[tuple[str, str], ...]:
 
 
 def app_config_from_args(args: argparse.Namespace) -> AppConfig:
-    from agent.tools.config import tool_config_from_args
+    from agent.tools.config import ToolConfig
 
-    model = model_config_from_args(args)
+    model = config_from_args(ModelConfig, args)
     examples = args.examples
     if examples is None:
         from ui.examples import DEFAULT_EXAMPLES
@@ -158,8 +156,8 @@ def app_config_from_args(args: argparse.Namespace) -> AppConfig:
         port=args.port,
         db=args.db,
         model=model,
-        tools=tool_config_from_args(args),
-        budgets=budgets_from_args(args),
+        tools=config_from_args(ToolConfig, args),
+        budgets=config_from_args(Budgets, args),
         examples=examples,
         auth=parse_auth(args.auth if args.auth is not None else os.environ.get("APP_AUTH")),
         oauth=bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID")),

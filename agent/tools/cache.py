@@ -1,12 +1,17 @@
-"""SQLite cache of tool results, keyed by the normalised request; the store the replay providers read.
+"""SQLite cache of tool results; the store the replay providers read.
 
-A key is the sha256 of a canonical JSON of the request: the kind ("text"/"image"), the normalised query
-(or the image's sha256) and whatever else changes the answer (result count, summariser, and the question
-when a summariser writes a question-specific summary). The provider is stored beside the key, so a live
-provider only reuses its own results while replay can answer from whichever provider recorded them.
+An entry is filed under two keys:
+- `key`, the request: the kind ("text"/"image"), the normalised query (or the image's sha256) and the user's
+  question (the summary answers it). Replay looks up by this alone and serves the newest recording, so an
+  eval or RL run repeats offline without configuring the original provider or summariser.
+- `source`, everything else that changes the result: provider, its endpoint, result counts, the page fetch
+  policy (address guard, allowed networks, limits) and the summariser with its endpoint and model. A live
+  tool is answered only by an entry with its own request *and* source, never one made for another endpoint,
+  policy or summariser.
 
 Results are stored as canonical JSON text and replayed from that text, so a replayed result serialises
-to exactly the stored bytes. Errors are never cached (they are usually transient).
+to exactly the stored bytes. Errors are never cached (they are usually transient). A cache file written
+before `source` existed is migrated on open: its entries keep serving replay, never a live tool.
 """
 
 from __future__ import annotations
@@ -27,15 +32,18 @@ from agent.events import ResultItem, ToolResult
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tool_cache (
     key TEXT NOT NULL,
+    source TEXT NOT NULL,
     provider TEXT NOT NULL,
     kind TEXT NOT NULL,
     request TEXT NOT NULL,
+    settings TEXT NOT NULL,
     result TEXT NOT NULL,
     created_at REAL NOT NULL,
-    PRIMARY KEY (key, provider)
+    PRIMARY KEY (key, source)
 );
 CREATE INDEX IF NOT EXISTS tool_cache_by_key ON tool_cache (key, created_at);
 """
+_COLUMNS = "key, source, provider, kind, request, settings, result, created_at"
 
 
 def normalise_query(query: str) -> str:
@@ -89,11 +97,17 @@ def result_from_json(text: str, *, cache_hit: bool = True, latency_s: float = 0.
 @dataclass(frozen=True)
 class CacheEntry:
     key: str
+    source: str
     provider: str
     kind: str
-    request: str
+    request: str  # canonical JSON of the request
+    settings: str  # canonical JSON of the settings it was made under ("{}" for entries from before they were keyed)
     result: str  # canonical JSON, exactly as stored
     created_at: float
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_canonical(settings).encode("utf-8")).hexdigest()
 
 
 class ToolCache:
@@ -109,40 +123,61 @@ class ToolCache:
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate_unkeyed()
         self._db.executescript(_SCHEMA)
 
-    def get(self, kind: str, request: Mapping[str, Any], provider: str | None) -> CacheEntry | None:
-        """The stored entry for this request from `provider`, or from any provider (newest) when None."""
-        key = request_key(kind, request)
-        sql = "SELECT key, provider, kind, request, result, created_at FROM tool_cache WHERE key = ?"
-        args: tuple[Any, ...] = (key,)
-        if provider is not None:
-            sql += " AND provider = ?"
-            args += (provider,)
-        sql += " ORDER BY created_at DESC LIMIT 1"
+    def _migrate_unkeyed(self) -> None:
+        """Bring a cache file from before `source` was keyed to the current table, keeping every entry for
+        replay: its settings are unknown, so its source ("unkeyed:<provider>") matches no live tool."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # two processes opening one old file: the second sees it migrated
+        try:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(tool_cache)")}
+            if columns and "source" not in columns:
+                db.execute("ALTER TABLE tool_cache RENAME TO tool_cache_unkeyed")
+                db.execute("DROP INDEX IF EXISTS tool_cache_by_key")
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    db.execute(statement)
+                db.execute(
+                    f"INSERT OR IGNORE INTO tool_cache ({_COLUMNS}) SELECT key, 'unkeyed:' || provider, provider, "
+                    "kind, request, '{}', result, created_at FROM tool_cache_unkeyed"
+                )
+                db.execute("DROP TABLE tool_cache_unkeyed")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _one(self, where: str, args: tuple[Any, ...]) -> CacheEntry | None:
+        sql = f"SELECT {_COLUMNS} FROM tool_cache WHERE {where} ORDER BY created_at DESC LIMIT 1"
         with self._lock:
             row = self._db.execute(sql, args).fetchone()
         return CacheEntry(*row) if row else None
 
-    def put(
-        self, kind: str, request: Mapping[str, Any], result: ToolResult, *, settings: Mapping[str, Any] | None = None
-    ) -> None:
-        """Store a success under the request's key; `settings` are recorded beside it, not keyed."""
+    def get(self, kind: str, request: Mapping[str, Any], settings: Mapping[str, Any]) -> CacheEntry | None:
+        """The entry for this request made under exactly these settings (a live tool's lookup)."""
+        return self._one("key = ? AND source = ?", (request_key(kind, request), settings_key(settings)))
+
+    def latest(self, kind: str, request: Mapping[str, Any]) -> CacheEntry | None:
+        """The newest entry for this request under any settings (replay's lookup)."""
+        return self._one("key = ?", (request_key(kind, request),))
+
+    def put(self, kind: str, request: Mapping[str, Any], settings: Mapping[str, Any], result: ToolResult) -> None:
+        """Store a success under the request and its settings; an error is not stored."""
         if result.error is not None:
             return
-        stored_request = _canonical({**request, **(settings or {})})
+        row = (
+            request_key(kind, request),
+            settings_key(settings),
+            result.provider,
+            kind,
+            _canonical(request),
+            _canonical(settings),
+            result_to_json(result),
+            time.time(),
+        )
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO tool_cache (key, provider, kind, request, result, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    request_key(kind, request),
-                    result.provider,
-                    kind,
-                    stored_request,
-                    result_to_json(result),
-                    time.time(),
-                ),
-            )
+            self._db.execute(f"INSERT OR REPLACE INTO tool_cache ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     def count(self) -> int:
         with self._lock:

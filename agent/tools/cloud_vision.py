@@ -61,7 +61,7 @@ class CloudVisionWebDetection:
 
     def __init__(self, api_key: str, *, base_url: str = DEFAULT_BASE_URL, policy: HttpPolicy = HttpPolicy()):
         self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
+        self.base_url = self.endpoint = base_url.rstrip("/")
         self.http = HttpClient("cloud_vision", policy)
 
     async def search(self, image: Image.Image, *, count: int) -> list[ResultItem]:

@@ -1,23 +1,17 @@
-"""Tool configuration: one dataclass, its CLI flags and environment variables, and `build_toolbox`.
+"""Tool configuration: one dataclass whose fields declare their flags and environment variables.
 
-Precedence: command-line flag > environment variable > dataclass default. The flags are generated from
-the fields (name, help, env var in the field metadata), so docs, flags and code cannot drift apart.
-API keys are *not* config fields: they are read from the environment only inside `build_toolbox`, so a
-ToolConfig can be stored with a trace or shown in the UI without leaking a secret (DESIGN.md §3.6).
+Flags come from `agent.flags` (precedence: command-line flag > environment variable > default), so docs,
+flags and code cannot drift apart. API keys are *not* config fields: they are read from the environment
+only when the tools are built (agent/tools/wiring.py), so a ToolConfig can be stored with a trace or shown
+in the UI without leaking a secret (DESIGN.md §3.6). This module imports no tool implementation.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from agent.models.base import ModelBackend
-from agent.tools.base import Toolbox
-from agent.tools.grounding import DEFAULT_MODEL, GroundingDinoGrounder, GroundingSettings
+from agent.flags import setting
+from agent.tools.grounding import DEFAULT_MODEL, GroundingSettings
 from agent.tools.http import HttpPolicy
 
 TEXT_PROVIDERS = ("auto", "serpapi", "serper", "brave", "searxng", "local", "replay", "off")
@@ -30,103 +24,100 @@ KEY_VARS = {
     "cloud_vision": "CLOUD_VISION_API_KEY",
 }
 SUMMARISER_KEY_VAR = "SUMMARISER_API_KEY"
-TRUE = ("1", "true", "yes", "on")
-
-
-def _f(
-    default: Any, help: str, *, env: str | None = None, choices: tuple[str, ...] | None = None, flag: str | None = None
-) -> Any:
-    meta = {"help": help, "env": env, "choices": choices, "flag": flag}
-    if isinstance(default, tuple):
-        return field(default_factory=lambda: default, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class ToolConfig:
     """Every tool setting, with a default that works (tools without keys are simply off)."""
 
-    text_search: str = _f(
+    text_search: str = setting(
         "auto",
         "text search provider; auto = the first of serpapi, serper, brave (key set), searxng (base URL set), local (corpus set)",
         env="TEXT_SEARCH",
         choices=TEXT_PROVIDERS,
     )
-    image_search: str = _f(
+    image_search: str = setting(
         "auto",
         "reverse image search provider; auto = serpapi (key and public base URL set), else cloud_vision (key set)",
         env="IMAGE_SEARCH",
         choices=IMAGE_PROVIDERS,
     )
-    summariser: str = _f(
+    summariser: str = setting(
         "auto",
         "who summarises results: an OpenAI-compatible endpoint, the agent's own model, or none (snippets only); auto = openai if a summariser base URL is set, else the agent's model when available, else none",
         env="SUMMARISER",
         choices=SUMMARISERS,
     )
-    summariser_base_url: str = _f(
+    summariser_base_url: str = setting(
         "",
         "OpenAI-compatible base URL for the summariser, e.g. http://localhost:8000/v1 (key from SUMMARISER_API_KEY)",
         env="SUMMARISER_BASE_URL",
     )
-    summariser_model: str = _f("", "model name the summariser endpoint serves", env="SUMMARISER_MODEL")
-    top_k: int = _f(5, "results used per search (the paper reads 5 pages)")
-    candidates: int = _f(10, "results requested from the provider, so failed pages can be replaced by the next one")
-    fetch_pages: bool = _f(True, "fetch and read result pages (off: summarise provider snippets only)")
-    page_timeout_s: float = _f(8.0, "seconds allowed per page fetch, body included", flag="--page-timeout")
-    page_max_bytes: int = _f(3_000_000, "largest page body read, in bytes")
-    page_max_chars: int = _f(12_000, "page text kept per page, in characters")
-    api_timeout_s: float = _f(20.0, "seconds allowed per search API call attempt", flag="--api-timeout")
-    retries: int = _f(2, "retries on 429/5xx/connection errors (Retry-After honoured)")
-    max_retry_wait_s: float = _f(10.0, "longest Retry-After we wait; longer ones fail at once", flag="--max-retry-wait")
-    max_redirects: int = _f(5, "redirects followed per request, each re-checked")
-    rate_limit_per_s: float = _f(5.0, "requests per second per search provider (0 = unlimited)", flag="--rate-limit")
-    allow_private_fetch: bool = _f(
+    summariser_model: str = setting("", "model name the summariser endpoint serves", env="SUMMARISER_MODEL")
+    top_k: int = setting(5, "results used per search (the paper reads 5 pages)")
+    candidates: int = setting(
+        10, "results requested from the provider, so failed pages can be replaced by the next one"
+    )
+    fetch_pages: bool = setting(True, "fetch and read result pages (off: summarise provider snippets only)")
+    page_timeout_s: float = setting(8.0, "seconds allowed per page fetch, body included", flag="--page-timeout")
+    page_max_bytes: int = setting(3_000_000, "largest page body read, in bytes")
+    page_max_chars: int = setting(12_000, "page text kept per page, in characters")
+    api_timeout_s: float = setting(20.0, "seconds allowed per search API call attempt", flag="--api-timeout")
+    retries: int = setting(2, "retries on 429/5xx/connection errors (Retry-After honoured)")
+    max_retry_wait_s: float = setting(
+        10.0, "longest Retry-After we wait; longer ones fail at once", flag="--max-retry-wait"
+    )
+    max_redirects: int = setting(5, "redirects followed per request, each re-checked")
+    rate_limit_per_s: float = setting(
+        5.0, "requests per second per search provider (0 = unlimited)", flag="--rate-limit"
+    )
+    allow_private_fetch: bool = setting(
         False, "allow fetching pages on private, loopback and link-local addresses", env="ALLOW_PRIVATE_FETCH"
     )
-    allow_fetch_networks: tuple[str, ...] = _f(
+    allow_fetch_networks: tuple[str, ...] = setting(
         (),
         "networks (CIDR) pages may be fetched from even when private, e.g. 127.0.0.0/8; repeatable",
         flag="--allow-fetch-network",
+        metavar="CIDR",
     )
-    cache_path: str = _f(
+    cache_path: str = setting(
         "runs/tool_cache.db",
         "SQLite tool cache (also what replay reads); empty = no cache",
         env="TOOL_CACHE",
         flag="--tool-cache",
     )
-    corpus_path: str = _f(
+    corpus_path: str = setting(
         "",
         "local FTS5 corpus for --text-search local (build with `python -m agent search build-corpus`)",
         env="LOCAL_CORPUS_PATH",
         flag="--corpus",
     )
-    serpapi_base_url: str = _f("https://serpapi.com", "SerpAPI base URL", env="SERPAPI_BASE_URL")
-    serper_base_url: str = _f("https://google.serper.dev", "Serper base URL", env="SERPER_BASE_URL")
-    brave_base_url: str = _f("https://api.search.brave.com", "Brave Search API base URL", env="BRAVE_BASE_URL")
-    searxng_base_url: str = _f(
+    serpapi_base_url: str = setting("https://serpapi.com", "SerpAPI base URL", env="SERPAPI_BASE_URL")
+    serper_base_url: str = setting("https://google.serper.dev", "Serper base URL", env="SERPER_BASE_URL")
+    brave_base_url: str = setting("https://api.search.brave.com", "Brave Search API base URL", env="BRAVE_BASE_URL")
+    searxng_base_url: str = setting(
         "", "SearXNG instance base URL, e.g. http://localhost:8888 (JSON format enabled)", env="SEARXNG_BASE_URL"
     )
-    cloud_vision_base_url: str = _f(
+    cloud_vision_base_url: str = setting(
         "https://vision.googleapis.com", "Google Cloud Vision base URL", env="CLOUD_VISION_BASE_URL"
     )
-    public_base_url: str = _f(
+    public_base_url: str = setting(
         "",
         "public URL under which --crop-dir is served; Google Lens (serpapi image search) fetches crops from it",
         env="PUBLIC_BASE_URL",
     )
-    crop_dir: str = _f(
+    crop_dir: str = setting(
         "runs/crops", "folder where images sent to Google Lens are written as <sha256>.png", env="CROP_DIR"
     )
-    grounding_model: str = _f(
+    grounding_model: str = setting(
         DEFAULT_MODEL, "Grounding DINO hub id or local folder ('off' disables region search)", env="GROUNDING_MODEL"
     )
-    grounding_device: str = _f("auto", "device for Grounding DINO: auto, cpu, cuda, cuda:N")
-    box_threshold: float = _f(0.35, "Grounding DINO box score threshold")
-    text_threshold: float = _f(0.25, "Grounding DINO text score threshold")
-    crop_padding: float = _f(0.1, "padding added on each side of the box, as a fraction of its size")
-    crop_min_size: int = _f(32, "smallest crop side in pixels (smaller boxes grow around their centre)")
-    grounding_cpu_size: int = _f(
+    grounding_device: str = setting("auto", "device for Grounding DINO: auto, cpu, cuda, cuda:N")
+    box_threshold: float = setting(0.35, "Grounding DINO box score threshold")
+    text_threshold: float = setting(0.25, "Grounding DINO text score threshold")
+    crop_padding: float = setting(0.1, "padding added on each side of the box, as a fraction of its size")
+    crop_min_size: int = setting(32, "smallest crop side in pixels (smaller boxes grow around their centre)")
+    grounding_cpu_size: int = setting(
         400, "short side (px) images are resized to for Grounding DINO on CPU (the model's default is 800)"
     )
 
@@ -182,83 +173,3 @@ class ToolConfig:
             cpu_short_side=self.grounding_cpu_size,
             cpu_long_side=max(self.grounding_cpu_size, round(self.grounding_cpu_size * 1333 / 800)),
         )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ToolConfig:
-        """Defaults, then environment variables, then `overrides`."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            var = f.metadata.get("env")
-            if var and environ.get(var, "").strip():
-                values[f.name] = _parse(f, environ[var].strip())
-        return cls(**{**values, **overrides})
-
-
-def _parse(f: dataclasses.Field, text: str) -> Any:
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-    if isinstance(default, bool):
-        return text.lower() in TRUE
-    if isinstance(default, tuple):
-        return tuple(part.strip() for part in text.split(",") if part.strip())
-    return type(default)(text)
-
-
-def add_tool_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per ToolConfig field (in a "tools" group). Unset flags stay None so that the
-    environment and the defaults apply; see tool_config_from_args."""
-    group = parser.add_argument_group("tools", "web search, reverse image search and grounding (env vars in brackets)")
-    for f in dataclasses.fields(ToolConfig):
-        meta = f.metadata
-        flag = meta["flag"] or "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = meta["help"] + (f" [{meta['env']}]" if meta["env"] else "") + f" (default: {default!r})"
-        if isinstance(default, bool):
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif isinstance(default, tuple):
-            group.add_argument(flag, dest=f.name, action="append", default=None, metavar="CIDR", help=help_text)
-        else:
-            group.add_argument(
-                flag, dest=f.name, type=type(default), default=None, choices=meta["choices"], help=help_text
-            )
-
-
-def tool_config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ToolConfig:
-    overrides = {}
-    for f in dataclasses.fields(ToolConfig):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            overrides[f.name] = tuple(value) if isinstance(value, list) else value
-    return ToolConfig.from_env(environ, **overrides)
-
-
-def build_toolbox(
-    config: ToolConfig, *, summariser_model: ModelBackend | None = None, environ: Mapping[str, str] | None = None
-) -> Toolbox:
-    """Tools for an episode. A tool that cannot work (missing key, URL or corpus) is None and its
-    `off_reasons` entry names the variable or flag to set. Nothing here touches the network or loads
-    a model: Grounding DINO loads on first use."""
-    from agent.tools.wiring import build_image_search, build_summariser, build_text_search  # heavy imports stay lazy
-
-    environ = os.environ if environ is None else environ
-    off: dict[str, str] = {}
-    cache = None
-    if config.cache_path:
-        from agent.tools.cache import ToolCache
-
-        cache = ToolCache(config.cache_path)
-    summariser = build_summariser(config, summariser_model, environ)
-    text, why = build_text_search(config, summariser, cache, environ)
-    if why:
-        off["text_search"] = why
-    image, why = build_image_search(config, summariser, cache, environ)
-    if why:
-        off["image_search"] = why
-    grounder = None
-    if config.grounding_model.strip().lower() in ("", "off", "none"):
-        off["grounding"] = (
-            "grounding is off (--grounding-model off): region search is unavailable; set --grounding-model to a Grounding DINO id or folder"
-        )
-    else:
-        grounder = GroundingDinoGrounder(config.grounding_settings())
-    return Toolbox(text_search=text, image_search=image, grounder=grounder, off_reasons=off)

@@ -11,19 +11,20 @@ import asyncio
 import io
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from PIL import Image
 
 from agent.events import ResultItem, ToolResult, image_png_bytes, image_sha256
 from agent.tools.http import ToolError
-from agent.tools.summarise import NoSummariser, Summariser, summarise_or_digest
+from agent.tools.summarise import NoSummariser, Summariser, summarise_or_digest, summariser_settings
 
 MAX_UPLOAD_SIDE = 1600  # larger images are downscaled before upload: reverse search gains nothing above this
 
 
 class ImageProvider(Protocol):
     name: str
+    endpoint: str  # the API base URL: part of the cache key
 
     async def search(self, image: Image.Image, *, count: int) -> list[ResultItem]:
         """Ranked, sanitised visual matches (at most `count`); raises ToolError with a one-line reason."""
@@ -78,6 +79,15 @@ class ReverseImageSearch:
         self.provider = provider.name
         self.summariser = summariser or NoSummariser()
         self.top_k = top_k
+
+    def cache_settings(self) -> dict[str, Any]:
+        """Everything besides the request that changes a result (agent/tools/replay.py keys the cache on it)."""
+        return {
+            "provider": self.provider,
+            "endpoint": self.source.endpoint,
+            "top_k": self.top_k,
+            "summariser": summariser_settings(self.summariser),
+        }
 
     async def search_image(self, image: Image.Image, *, question: str) -> ToolResult:
         start = time.monotonic()

@@ -91,6 +91,7 @@ class LocalCorpusSearch:
 
     def __init__(self, db_path: str | Path, *, page_chars: int = 12_000):
         self.db_path = Path(db_path)
+        self.endpoint = str(self.db_path.resolve())  # the cache keys on it: two corpora, two answers
         self.page_chars = page_chars
 
     async def search(self, query: str, *, count: int) -> list[ResultItem]:

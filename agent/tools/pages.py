@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from agent.events import ResultItem
 from agent.tools.http import HttpClient, ToolError
@@ -54,6 +55,12 @@ class PageFetcher:
     def __init__(self, http: HttpClient, *, max_chars: int = 12_000):
         self.http = http
         self.max_chars = max_chars
+
+    def cache_settings(self) -> dict[str, Any]:
+        """What decides which pages are read and how much of each: the whole policy (address guard and its
+        allowed networks, timeout, size cap, redirects) and the text kept. Part of the text search cache key,
+        so a result whose pages the guard refused is not served once private fetching is allowed."""
+        return {**dataclasses.asdict(self.http.policy), "max_chars": self.max_chars}
 
     async def fetch_text(self, url: str) -> str:
         if not safe_url(url):

@@ -1,17 +1,16 @@
 """Cache in front of a live search tool, and replay tools that answer only from the cache (offline).
 
-The cache key is the normalised request: query (or image sha256) plus the user's question, because the
-summary answers that question. Settings that shape a result (result count, summariser) are stored with
-the entry: a live tool treats an entry recorded under other settings as a miss, while replay serves
-whatever was recorded, so an eval or RL run can be repeated offline with identical tool results without
-configuring the original summariser.
+A live tool is answered from the cache only by an entry for the same request (normalised query or image
+sha256, plus the user's question, because the summary answers it) made under the same settings: the tool's
+`cache_settings()` (provider, endpoint, counts, page fetch policy, summariser and its model). Replay keys on
+the request alone and serves whatever was recorded, newest first, so an eval or RL run can be repeated
+offline with identical tool results without configuring the original provider or summariser.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from PIL import Image
@@ -30,53 +29,66 @@ def image_request(image: Image.Image, question: str) -> dict[str, str]:
     return {"image_sha256": image_sha256(image), "question": normalise_query(question)}
 
 
-def _cacheable(result: ToolResult) -> bool:
-    return result.ok and not result.cache_hit and not result.summary.startswith(FALLBACK_PREFIX)
+def cacheable(result: ToolResult, settings: Mapping[str, Any]) -> bool:
+    """Whether a fresh result may answer the next identical request. Not errors, not a summariser's snippet
+    fallback, and not a result whose pages were to be read but none was (all refused, timed out or too big):
+    those say more about the moment than about the request, so the next call tries again."""
+    if not result.ok or result.cache_hit or result.summary.startswith(FALLBACK_PREFIX):
+        return False
+    pages_failed = settings.get("pages") is not None and result.items and not any(i.page_text for i in result.items)
+    return not pages_failed
 
 
-def _settings_match(stored_request: str, settings: Mapping[str, Any]) -> bool:
-    stored = json.loads(stored_request)
-    return all(stored.get(k) == v for k, v in settings.items())
+async def _through_cache(
+    cache: ToolCache,
+    kind: str,
+    request: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    search: Callable[[], Awaitable[ToolResult]],
+) -> ToolResult:
+    start = time.monotonic()
+    entry = cache.get(kind, request, settings)
+    if entry is not None:
+        return result_from_json(entry.result, latency_s=time.monotonic() - start)
+    result = await search()
+    if cacheable(result, settings):
+        cache.put(kind, request, settings, result)
+    return result
 
 
 class CachedTextSearch:
-    """Serves repeats from the cache in milliseconds with no network; records fresh successes."""
+    """Serves repeats from the cache in milliseconds with no network; records fresh successes.
 
-    def __init__(self, inner: TextSearchTool, cache: ToolCache, *, settings: Mapping[str, Any] | None = None):
+    `settings` is what the inner tool's results depend on besides the request (WebTextSearch.cache_settings).
+    """
+
+    def __init__(self, inner: TextSearchTool, cache: ToolCache, *, settings: Mapping[str, Any]):
         self.inner = inner
         self.cache = cache
-        self.settings = dict(settings or {})
+        self.settings = dict(settings)
         self.provider = inner.provider
 
     async def search_text(self, query: str, *, question: str) -> ToolResult:
-        start = time.monotonic()
         request = text_request(query, question)
-        entry = self.cache.get("text", request, self.provider)
-        if entry is not None and _settings_match(entry.request, self.settings):
-            return result_from_json(entry.result, latency_s=time.monotonic() - start)
-        result = await self.inner.search_text(query, question=question)
-        if _cacheable(result):
-            self.cache.put("text", request, result, settings=self.settings)
-        return result
+        return await _through_cache(
+            self.cache, "text", request, self.settings, lambda: self.inner.search_text(query, question=question)
+        )
 
 
 class CachedImageSearch:
-    def __init__(self, inner: ImageSearchTool, cache: ToolCache, *, settings: Mapping[str, Any] | None = None):
+    """The same for reverse image search (ReverseImageSearch.cache_settings)."""
+
+    def __init__(self, inner: ImageSearchTool, cache: ToolCache, *, settings: Mapping[str, Any]):
         self.inner = inner
         self.cache = cache
-        self.settings = dict(settings or {})
+        self.settings = dict(settings)
         self.provider = inner.provider
 
     async def search_image(self, image: Image.Image, *, question: str) -> ToolResult:
-        start = time.monotonic()
         request = image_request(image, question)
-        entry = self.cache.get("image", request, self.provider)
-        if entry is not None and _settings_match(entry.request, self.settings):
-            return result_from_json(entry.result, latency_s=time.monotonic() - start)
-        result = await self.inner.search_image(image, question=question)
-        if _cacheable(result):
-            self.cache.put("image", request, result, settings=self.settings)
-        return result
+        return await _through_cache(
+            self.cache, "image", request, self.settings, lambda: self.inner.search_image(image, question=question)
+        )
 
 
 class ReplayTextSearch:
@@ -89,7 +101,7 @@ class ReplayTextSearch:
 
     async def search_text(self, query: str, *, question: str) -> ToolResult:
         start = time.monotonic()
-        entry = self.cache.get("text", text_request(query, question), None)
+        entry = self.cache.latest("text", text_request(query, question))
         if entry is None:
             return ToolResult(
                 provider=self.provider,
@@ -107,7 +119,7 @@ class ReplayImageSearch:
 
     async def search_image(self, image: Image.Image, *, question: str) -> ToolResult:
         start = time.monotonic()
-        entry = self.cache.get("image", image_request(image, question), None)
+        entry = self.cache.latest("image", image_request(image, question))
         if entry is None:
             return ToolResult(
                 provider=self.provider,

@@ -18,7 +18,7 @@ class SearxngSearch:
     def __init__(
         self, base_url: str, *, policy: HttpPolicy = HttpPolicy(), language: str = "en", categories: str = "general"
     ):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = self.endpoint = base_url.rstrip("/")
         self.language = language
         self.categories = categories
         self.http = HttpClient("searxng", policy)

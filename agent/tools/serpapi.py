@@ -39,7 +39,7 @@ class SerpApiSearch:
 
     def __init__(self, api_key: str, *, base_url: str = DEFAULT_BASE_URL, policy: HttpPolicy = HttpPolicy()):
         self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
+        self.base_url = self.endpoint = base_url.rstrip("/")
         self.http = HttpClient("serpapi", policy)
 
     async def search(self, query: str, *, count: int) -> list[ResultItem]:
@@ -81,7 +81,7 @@ class SerpApiLens:
     ):
         self._api_key = api_key
         self.publisher = publisher
-        self.base_url = base_url.rstrip("/")
+        self.base_url = self.endpoint = base_url.rstrip("/")
         self.http = HttpClient("serpapi google_lens", policy)
 
     async def search(self, image: Image.Image, *, count: int) -> list[ResultItem]:

@@ -16,7 +16,7 @@ class SerperSearch:
 
     def __init__(self, api_key: str, *, base_url: str = DEFAULT_BASE_URL, policy: HttpPolicy = HttpPolicy()):
         self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
+        self.base_url = self.endpoint = base_url.rstrip("/")
         self.http = HttpClient("serper", policy)
 
     async def search(self, query: str, *, count: int) -> list[ResultItem]:

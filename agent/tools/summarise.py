@@ -27,11 +27,17 @@ PAGE_CHARS = 3000  # per page in the prompt: five pages stay well inside an 8k-t
 
 
 class Summariser(Protocol):
-    name: str
+    name: str  # kind and model, e.g. "openai:qwen2.5-7b", "model:Qwen/...", "none"
+    endpoint: str  # where summaries come from (a base URL, the agent's endpoint), "" for none
 
     async def summarise(self, *, question: str, query: str, items: Sequence[ResultItem], kind: Kind) -> str:
         """The summary text; raises ToolError when the summariser itself fails."""
         ...
+
+
+def summariser_settings(summariser: Summariser) -> dict[str, str]:
+    """Who writes the summary, for cache keys: a summary by another model or endpoint is another result."""
+    return {"name": summariser.name, "endpoint": summariser.endpoint}
 
 
 def snippet_digest(items: Sequence[ResultItem]) -> str:
@@ -78,6 +84,7 @@ def summary_messages(*, question: str, query: str, items: Sequence[ResultItem], 
 
 class NoSummariser:
     name = "none"
+    endpoint = ""
 
     async def summarise(self, *, question: str, query: str, items: Sequence[ResultItem], kind: Kind) -> str:
         return snippet_digest(items)
@@ -95,7 +102,7 @@ class OpenAIChatSummariser:
         policy: HttpPolicy = HttpPolicy(timeout_s=60.0, retries=1),
         max_tokens: int = 700,
     ):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = self.endpoint = base_url.rstrip("/")
         self.model = model
         self.name = f"openai:{model}"
         self._api_key = api_key
@@ -142,6 +149,7 @@ class ModelSummariser:
         self.backend = backend
         self.max_new_tokens = max_new_tokens
         self.name = f"model:{backend.model}"
+        self.endpoint = f"{backend.backend}:{backend.endpoint}"
 
     async def summarise(self, *, question: str, query: str, items: Sequence[ResultItem], kind: Kind) -> str:
         messages = summary_messages(question=question, query=query, items=items, kind=kind)

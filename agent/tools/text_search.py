@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent.events import ResultItem, ToolResult
 from agent.tools.http import ToolError
 from agent.tools.pages import PageFetcher, PageReading, read_pages
-from agent.tools.summarise import NoSummariser, Summariser, summarise_or_digest
+from agent.tools.summarise import NoSummariser, Summariser, summarise_or_digest, summariser_settings
 
 
 class SearchProvider(Protocol):
     name: str
+    endpoint: str  # where hits come from (API base URL, corpus file): part of the cache key
 
     async def search(self, query: str, *, count: int) -> list[ResultItem]:
         """Ranked, sanitised hits (at most `count`); raises ToolError with a one-line reason."""
@@ -50,6 +51,18 @@ class WebTextSearch:
         self.summariser = summariser or NoSummariser()
         self.top_k = top_k
         self.candidates = candidates
+
+    def cache_settings(self) -> dict[str, Any]:
+        """Everything besides the request that changes a result (agent/tools/replay.py keys the cache on it):
+        the provider and its endpoint, how many hits and pages, which pages may be read, and the summariser."""
+        return {
+            "provider": self.provider,
+            "endpoint": self.source.endpoint,
+            "top_k": self.top_k,
+            "candidates": self.candidates,
+            "pages": self.fetcher.cache_settings() if self.fetcher is not None else None,
+            "summariser": summariser_settings(self.summariser),
+        }
 
     async def search_text(self, query: str, *, question: str) -> ToolResult:
         start = time.monotonic()

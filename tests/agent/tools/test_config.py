@@ -1,4 +1,4 @@
-"""ToolConfig: flag > env > default, keys only from the environment, off reasons that say what to set."""
+"""ToolConfig: flag > env > default through agent.flags, the documented flags and variables, keys only from the env."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import dataclasses
 
 import pytest
 
-from agent.tools.config import ToolConfig, add_tool_arguments, build_toolbox, tool_config_from_args
+from agent.flags import add_config_arguments, config_from_args, describe_config
+from agent.tools.config import ToolConfig
 
 
 def parse(argv: list[str], environ: dict[str, str]) -> ToolConfig:
     parser = argparse.ArgumentParser()
-    add_tool_arguments(parser)
-    return tool_config_from_args(parser.parse_args(argv), environ)
+    add_config_arguments(parser, ToolConfig, title="tools")
+    return config_from_args(ToolConfig, parser.parse_args(argv), environ=environ)
 
 
 def test_flags_override_env_which_overrides_defaults():
@@ -44,52 +45,69 @@ def test_flags_override_env_which_overrides_defaults():
     assert parse(["--no-allow-private-fetch"], env).allow_private_fetch is False
 
 
-def test_every_field_has_help_and_a_flag():
-    parser = argparse.ArgumentParser()
-    add_tool_arguments(parser)
-    dests = {a.dest for a in parser._actions}
-    for f in dataclasses.fields(ToolConfig):
-        assert f.metadata["help"] and f.name in dests
+def test_every_field_has_help_and_the_flags_and_variables_the_readme_documents():
+    rows = {r["name"]: r for r in describe_config(ToolConfig)}
+    assert set(rows) == {f.name for f in dataclasses.fields(ToolConfig)} and all(r["help"] for r in rows.values())
+    flags = {r["flag"] for r in rows.values()}
+    for documented in DOCUMENTED_FLAGS:
+        assert documented in flags, documented
+    assert {r["env"] for r in rows.values() if r["env"]} == DOCUMENTED_VARIABLES
+    assert parse(["--page-timeout", "3", "--tool-cache", "", "--rate-limit", "0"], {}).page_timeout_s == 3.0
+
+
+DOCUMENTED_FLAGS = (
+    "--text-search",
+    "--image-search",
+    "--summariser",
+    "--summariser-base-url",
+    "--summariser-model",
+    "--top-k",
+    "--candidates",
+    "--fetch-pages",
+    "--page-timeout",
+    "--api-timeout",
+    "--max-retry-wait",
+    "--rate-limit",
+    "--allow-private-fetch",
+    "--allow-fetch-network",
+    "--tool-cache",
+    "--corpus",
+    "--searxng-base-url",
+    "--public-base-url",
+    "--crop-dir",
+    "--grounding-model",
+    "--grounding-device",
+    "--grounding-cpu-size",
+)
+DOCUMENTED_VARIABLES = {
+    "TEXT_SEARCH",
+    "IMAGE_SEARCH",
+    "SUMMARISER",
+    "SUMMARISER_BASE_URL",
+    "SUMMARISER_MODEL",
+    "ALLOW_PRIVATE_FETCH",
+    "TOOL_CACHE",
+    "LOCAL_CORPUS_PATH",
+    "SERPAPI_BASE_URL",
+    "SERPER_BASE_URL",
+    "BRAVE_BASE_URL",
+    "SEARXNG_BASE_URL",
+    "CLOUD_VISION_BASE_URL",
+    "PUBLIC_BASE_URL",
+    "CROP_DIR",
+    "GROUNDING_MODEL",
+}
+
+
+def test_environment_lists_and_booleans_parse_as_before():
+    config = parse([], {"ALLOW_PRIVATE_FETCH": "yes", "TOOL_CACHE": " runs/x.db "})
+    assert config.allow_private_fetch and config.cache_path == "runs/x.db"
+    assert parse([], {"ALLOW_PRIVATE_FETCH": "0"}).allow_private_fetch is False
 
 
 def test_api_keys_never_enter_the_config():
     config = parse([], {"SERPAPI_API_KEY": "secret-123"})
     assert "secret-123" not in repr(config) and "secret-123" not in repr(dataclasses.asdict(config))
-
-
-def test_missing_keys_turn_tools_off_with_the_variable_to_set():
-    box = build_toolbox(
-        ToolConfig(text_search="serpapi", image_search="cloud_vision", cache_path="", grounding_model="off"), environ={}
-    )
-    assert box.text_search is None and "SERPAPI_API_KEY is not set" in box.off_reasons["text_search"]
-    assert box.image_search is None and "CLOUD_VISION_API_KEY is not set" in box.off_reasons["image_search"]
-    assert "grounding is off" in box.off_reasons["grounding"]
-
-
-def test_auto_picks_the_first_configured_provider():
-    env = {"SERPER_API_KEY": "k", "CLOUD_VISION_API_KEY": "k"}
-    box = build_toolbox(ToolConfig(searxng_base_url="http://s", cache_path=""), environ=env)
-    assert box.text_search.provider == "serper" and box.image_search.provider == "cloud_vision"
-    assert box.grounder.name == "grounding-dino:IDEA-Research/grounding-dino-tiny"  # not loaded until used
-    nothing = build_toolbox(ToolConfig(cache_path=""), environ={})
-    assert (
-        "SEARXNG_BASE_URL" in nothing.off_reasons["text_search"]
-        and "PUBLIC_BASE_URL" in nothing.off_reasons["image_search"]
-    )
-
-
-def test_lens_needs_a_public_base_url():
-    box = build_toolbox(ToolConfig(image_search="serpapi", cache_path=""), environ={"SERPAPI_API_KEY": "k"})
-    assert box.image_search is None and "PUBLIC_BASE_URL is not set" in box.off_reasons["image_search"]
-    box = build_toolbox(
-        ToolConfig(image_search="auto", public_base_url="https://x", cache_path=""), environ={"SERPAPI_API_KEY": "k"}
-    )
-    assert box.image_search.provider == "serpapi"
-
-
-def test_replay_without_a_cache_is_off():
-    box = build_toolbox(ToolConfig(text_search="replay", image_search="replay", cache_path=""), environ={})
-    assert "replay needs the tool cache" in box.off_reasons["text_search"]
 
 
 @pytest.mark.parametrize(
@@ -105,10 +123,3 @@ def test_replay_without_a_cache_is_off():
 def test_bad_values_fail_at_start_up(bad):
     with pytest.raises(ValueError):
         ToolConfig(**bad)
-
-
-def test_openai_summariser_needs_url_and_model():
-    with pytest.raises(ValueError, match="SUMMARISER_MODEL"):
-        build_toolbox(ToolConfig(summariser="openai", summariser_base_url="http://x/v1", cache_path=""), environ={})
-    with pytest.raises(ValueError, match="agent's loaded model"):
-        build_toolbox(ToolConfig(summariser="model", cache_path=""), environ={})
