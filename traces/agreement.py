@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from traces.annotations import current_rows, label_set_in
 from traces.models import episodes
 from traces.records import AgreementRow
 
@@ -87,8 +88,6 @@ def agreement_table(
     store: TraceStore, *, run_id: int | None = None, annotators: Sequence[str] | None = None
 ) -> list[AgreementRow]:
     """One row per label of the label sets in use, then correct / approved / crop_verdict."""
-    from traces.annotations import _label_set, current_rows
-
     with store.read() as conn:
         rows = current_rows(conn)
         if run_id is not None:
@@ -98,7 +97,7 @@ def agreement_table(
             wanted = set(annotators)
             rows = [r for r in rows if r.annotator in wanted]
         set_names = sorted({r.label_set for r in rows})
-        label_sets = {name: _label_set(conn, name).labels for name in set_names}
+        label_sets = {name: label_set_in(conn, name).labels for name in set_names}
     by_episode: dict[int, dict[str, Any]] = {}
     for r in rows:
         by_episode.setdefault(r.episode_id, {})[r.annotator] = r

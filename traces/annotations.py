@@ -45,7 +45,8 @@ def set_label_set(store: TraceStore, name: str, labels: Sequence[str], descripti
     return LabelSet(name, tuple(clean), description, now)
 
 
-def _label_set(conn: Connection, name: str) -> LabelSet:
+def label_set_in(conn: Connection, name: str) -> LabelSet:
+    """The newest version of a label set, read in the caller's transaction."""
     row = conn.execute(
         select(label_sets).where(label_sets.c.name == name).order_by(label_sets.c.id.desc()).limit(1)
     ).first()
@@ -59,7 +60,7 @@ def _label_set(conn: Connection, name: str) -> LabelSet:
 
 def get_label_set(store: TraceStore, name: str = "default") -> LabelSet:
     with store.read() as conn:
-        return _label_set(conn, name)
+        return label_set_in(conn, name)
 
 
 def _record(row: Any, uid: str) -> AnnotationRecord:
@@ -117,7 +118,7 @@ def annotate(
 
         set_name = pick(label_set, "label_set", "default")
         chosen = list(labels) if labels is not UNSET else list((prev.labels or []) if prev is not None else [])
-        allowed = _label_set(conn, set_name).labels
+        allowed = label_set_in(conn, set_name).labels
         unknown = [label for label in chosen if label not in allowed]
         if unknown:
             raise ValueError(f"labels {unknown} are not in label set {set_name!r} ({', '.join(allowed)})")

@@ -13,7 +13,10 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from traces.annotations import annotate, get_label_set, set_label_set
 from traces.errors import StoreError
+from traces.queries import count_episodes, get_run, list_runs, run_stats
+from traces.store import open_store
 
 DEFAULT_DB = "runs/traces.db"
 
@@ -96,8 +99,6 @@ def _num(x: float | None, fmt: str = ".1f") -> str:
 
 
 def cmd_stats(store: Any, args: argparse.Namespace) -> None:
-    from traces.queries import count_episodes, get_run, list_runs, run_stats
-
     recovered = store.recover_interrupted()
     runs = [get_run(store, args.run)] if args.run is not None else list_runs(store)
     if args.check:
@@ -172,15 +173,11 @@ def cmd_annotate(store: Any, args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None:
             fields[name] = value
-    from traces.annotations import annotate
-
     record = annotate(store, args.episode_id, args.annotator, **fields)
     print(json.dumps(asdict(record)))
 
 
 def cmd_labels(store: Any, args: argparse.Namespace) -> None:
-    from traces.annotations import get_label_set, set_label_set
-
     label_set = set_label_set(store, args.name, args.set) if args.set else get_label_set(store, args.name)
     print(f"{label_set.name}: {', '.join(label_set.labels)}")
 
@@ -188,7 +185,6 @@ def cmd_labels(store: Any, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from traces.importers.common import ImportFileError
-    from traces.store import open_store
 
     try:
         with open_store(args.db) as store:

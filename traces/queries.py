@@ -17,7 +17,7 @@ from sqlalchemy import Boolean, ColumnElement, Select, and_, bindparam, case, fu
 
 from traces import fastpath
 from traces.errors import NotFoundError
-from traces.models import episodes, events, images, runs, tool_calls, turns
+from traces.models import annotations, episodes, events, images, runs, tool_calls, turns
 from traces.records import (
     EpisodeDetail,
     EpisodeSummary,
@@ -77,8 +77,6 @@ class EpisodeFilter:
 def _conditions(store: TraceStore, f: EpisodeFilter) -> list[ColumnElement[bool]]:
     """The WHERE terms of a filter. Every value is a bind parameter named as in `_filter_params`, so the SQL
     text depends only on `_filter_shape` and one compiled statement serves every filter of that shape."""
-    from traces.models import annotations
-
     e = episodes.c
     where: list[ColumnElement[bool]] = []
     if f.run_ids:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from agent.events import (
     ActionParsed,
     Answer,
@@ -29,6 +31,7 @@ from agent.events import (
     ToolStarted,
     TurnStarted,
 )
+from traces.models import events, tool_calls, turns
 from traces.queries import load_episode
 from traces.records import FINAL_STATUSES, ToolCallRecord
 
@@ -158,10 +161,6 @@ def episode_events(store: TraceStore, episode_id: str) -> list[Event]:
 
 
 def _sequence_numbers(store: TraceStore, uid: str) -> dict[str, Any]:
-    from sqlalchemy import select
-
-    from traces.models import events, tool_calls, turns
-
     with store.read() as conn:
         pk = store.episode_pk(conn, uid)
         turn_seqs = {

@@ -26,6 +26,8 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from agent.events import image_png_bytes, image_sha256
+from agent.images import load_image
 from traces.engine import Target, connect_sqlite, make_engines, resolve
 from traces.errors import NotFoundError
 from traces.migrate import check_sqlite_file, enable_wal, upgrade
@@ -171,8 +173,6 @@ class TraceStore:
         address and size). `sha256`, when the caller already knows the agent's address, skips re-encoding for
         images that are already stored.
         """
-        from agent.events import image_png_bytes, image_sha256
-
         if image is not None and sha256 is None:
             sha256 = image_sha256(image)  # hashing pixels is far cheaper than the PNG encode it may save
         if sha256 is not None and conn.execute(select(images.c.sha256).where(images.c.sha256 == sha256)).first():
@@ -180,8 +180,6 @@ class TraceStore:
         if image is None:
             if data is None:
                 raise ValueError("put_image needs an image or its bytes")
-            from agent.images import load_image
-
             image = load_image(data)
             mime = Image.MIME.get(Image.open(io.BytesIO(data)).format or "", "application/octet-stream")
             blob = data

@@ -13,6 +13,8 @@ from typing import Any
 
 import gradio as gr
 
+from traces.annotations import get_label_set, set_label_set
+from traces.errors import NotFoundError
 from ui.ask_tab import build_ask_tab
 from ui.assets import CSS, KEYBOARD_JS
 from ui.episode import set_runtime
@@ -45,9 +47,6 @@ def open_runtime(app: AppConfig) -> Runtime:
 
 def ensure_labels(store: Any, app: AppConfig) -> tuple[str, ...]:
     """The label set annotators use: given with --labels, else the store's, else the built-in default."""
-    from traces.annotations import get_label_set, set_label_set
-    from traces.errors import NotFoundError
-
     if app.labels:
         try:
             current = get_label_set(store, app.label_set).labels
