@@ -10,7 +10,9 @@ What every call gets (DESIGN.md §3.4):
 - redirects followed by hand, at most `max_redirects`, each hop re-checked (scheme and address);
 - with `guard_addresses`, a refusal of private, loopback, link-local, multicast and reserved addresses.
   The check runs inside the connection layer *after DNS resolution*, on the address actually dialled, so
-  it covers every redirect hop and DNS rebinding; a refused address is never connected to;
+  it covers every redirect hop and DNS rebinding; a refused address is never connected to. It is built on
+  httpx's and httpcore's public API: `GuardedTransport` (an `httpx.AsyncBaseTransport`) over an
+  `httpcore.AsyncConnectionPool` whose `network_backend` is `GuardedNetworkBackend`;
 - a per-client rate limit (requests per second).
 
 Not here: parsing. Providers turn `HttpResponse` into results; `ToolError` carries a one-line reason.
@@ -19,12 +21,14 @@ Not here: parsing. Providers turn `HttpResponse` into results; `ToolError` carri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import ipaddress
 import json
 import socket
+import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -174,19 +178,18 @@ class AddressGuard:
 class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     """httpcore network backend that resolves the host itself, checks every address, then dials the IP.
 
-    TLS still verifies the certificate against the original host name: httpcore passes the origin host
-    to start_tls separately from the address we connect to.
+    The pool dials only what this returns, so the address checked is the address connected to: there is no
+    second DNS lookup for a rebinding answer to slip into. TLS still verifies the certificate against the
+    original host name: httpcore passes the origin's host to start_tls, apart from the address dialled.
     """
 
     def __init__(self, guard: AddressGuard, inner: httpcore.AsyncNetworkBackend | None = None):
-        from httpcore._backends.auto import AutoBackend  # the backend httpx uses by default
-
         self.guard = guard
-        self.inner = inner or AutoBackend()
+        self.inner = inner or httpcore.AnyIOBackend()  # what httpx uses under asyncio
 
     async def connect_tcp(
         self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options=None
-    ):
+    ) -> httpcore.AsyncNetworkStream:
         addresses = await self.guard.resolve(host, port)
         last: Exception | None = None
         for address in addresses:
@@ -204,6 +207,103 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self.inner.sleep(seconds)
+
+
+# httpcore's errors as httpx's, most specific first, so callers catch httpx.TransportError as with any client.
+_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+)
+
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for core, mapped in _ERRORS:
+            if isinstance(exc, core):
+                raise mapped(str(exc) or type(exc).__name__) from exc
+        raise  # ours (BlockedAddressError) and anything else pass through unchanged
+
+
+class _BodyStream(httpx.AsyncByteStream):
+    """An httpcore response body as an httpx stream, its errors mapped too (a reset mid-body is a ReadError)."""
+
+    def __init__(self, body: httpcore.Response):
+        self.body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors():
+            async for chunk in self.body.aiter_stream():
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self.body.aclose()
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over an httpcore connection pool that dials through `GuardedNetworkBackend`.
+
+    Why our own transport: httpx's AsyncHTTPTransport takes no network backend, and httpcore's pool does.
+    The request and response are carried across with public types only (httpx.Request -> httpcore.Request,
+    httpcore.Response -> httpx.Response), as httpx's own transport does. No proxy is ever used: a proxy
+    would dial on our behalf, past the guard.
+    """
+
+    def __init__(
+        self,
+        guard: AddressGuard,
+        *,
+        ssl_context: ssl.SSLContext,
+        backend: httpcore.AsyncNetworkBackend | None = None,
+        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0),
+    ):
+        self.network_backend = GuardedNetworkBackend(guard, backend)
+        self.pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            retries=0,  # HttpClient retries, with its own back-off and deadline
+            network_backend=self.network_backend,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,  # carries httpx's timeouts to the pool
+        )
+        with _as_httpx_errors():
+            response = await self.pool.handle_async_request(core_request)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_BodyStream(response),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
 
 
 class RateLimiter:
@@ -273,12 +373,21 @@ class HttpClient:
     """
 
     def __init__(
-        self, name: str, policy: HttpPolicy = HttpPolicy(), *, backend: httpcore.AsyncNetworkBackend | None = None
+        self,
+        name: str,
+        policy: HttpPolicy = HttpPolicy(),
+        *,
+        backend: httpcore.AsyncNetworkBackend | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ):
+        """`backend` dials under the guard (tests pass one that records what was dialled; with it, even an
+        unguarded client goes through GuardedTransport, allowing every address). `ssl_context` defaults to
+        the process's shared verified context (agent/tls.py); tests pass one that trusts their own CA."""
         self.name = name
         self.policy = policy
         self.limiter = RateLimiter(policy.rate_per_s)
         self._backend = backend
+        self._ssl_context = ssl_context
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.requests_sent = 0  # attempts that reached the network layer, for tests and benchmarks
@@ -287,18 +396,18 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop or self._client.is_closed:
             p = self.policy
-            transport = httpx.AsyncHTTPTransport(
-                retries=0, trust_env=not p.guard_addresses, verify=shared_ssl_context()
-            )
+            context = self._ssl_context or shared_ssl_context()
+            transport: httpx.AsyncBaseTransport
             if p.guard_addresses or self._backend is not None:
-                # httpx 0.28 has no public hook for the network backend; its pool reads this attribute
-                # when it opens each connection. tests/agent/tools/test_http.py fails if that changes.
                 guard = AddressGuard(p.allowed_networks) if p.guard_addresses else AddressGuard(["0.0.0.0/0", "::/0"])
-                transport._pool._network_backend = GuardedNetworkBackend(guard, self._backend)  # noqa: SLF001
+                transport = GuardedTransport(guard, ssl_context=context, backend=self._backend)
+            else:
+                transport = httpx.AsyncHTTPTransport(retries=0, verify=context)
             self._client = httpx.AsyncClient(
                 transport=transport,
                 follow_redirects=False,  # we follow by hand so every hop is re-checked
-                # Proxies would dial on our behalf and bypass the address guard, so guarded clients ignore them.
+                # An explicit transport already makes httpx ignore proxy variables; guarded clients also skip
+                # .netrc and the rest of the environment, since nothing but the guard decides where they go.
                 trust_env=not p.guard_addresses,
                 timeout=httpx.Timeout(p.timeout_s, connect=p.connect_timeout_s),
                 headers={"User-Agent": p.user_agent},

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import ssl
 import threading
 import time
 from collections import defaultdict, deque
@@ -415,12 +416,18 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def fake_web(hits: Sequence[Hit] | None = None) -> Iterator[FakeWeb]:
-    """Start the fake web on a free 127.0.0.1 port; default pages p1..p12 unless `hits` are given."""
+def fake_web(hits: Sequence[Hit] | None = None, *, tls: ssl.SSLContext | None = None) -> Iterator[FakeWeb]:
+    """Start the fake web on a free 127.0.0.1 port; default pages p1..p12 unless `hits` are given.
+
+    With `tls` (a server context, e.g. tests/servers/tls.py's certificate for localhost) it speaks HTTPS and
+    its base URL is https://localhost:PORT."""
     web = FakeWeb()
     handler = type("Handler", (_Handler,), {"web": web})
     server = _Server(("127.0.0.1", 0), handler)
-    web.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme, host = ("https", "localhost") if tls is not None else ("http", "127.0.0.1")
+    web.base_url = f"{scheme}://{host}:{server.server_address[1]}"
     if hits is None:
         web.default_pages()
     else:

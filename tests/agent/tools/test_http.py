@@ -1,19 +1,22 @@
-"""The shared HTTP machinery against a real 127.0.0.1 server through the real httpx client."""
+"""The shared HTTP machinery against a real 127.0.0.1 server through the real httpx client.
+
+The address guard's tests put a recording network backend *under* the guard, so they see the addresses
+that were actually dialled, not the ones that were asked for."""
 
 from __future__ import annotations
 
 import ipaddress
+import socket
+import threading
 import time
 
 import httpcore
-import httpx
 import pytest
 
 from agent.aio import run_sync
 from agent.tools.http import (
     AddressGuard,
     BlockedAddressError,
-    GuardedNetworkBackend,
     HttpClient,
     HttpPolicy,
     RateLimiter,
@@ -22,7 +25,8 @@ from agent.tools.http import (
     retry_after_s,
 )
 from tests.agent.tools.conftest import LOOPBACK
-from tests.servers.search_providers import Reply
+from tests.servers.search_providers import Reply, fake_web
+from tests.servers.tls import LocalCertificates, make_test_certificates, openssl_available
 
 FAST = HttpPolicy(timeout_s=2.0, retries=2, backoff_s=0.05, max_retry_wait_s=2.0)
 GUARDED = HttpPolicy(timeout_s=2.0, retries=0, guard_addresses=True, allowed_networks=LOOPBACK, max_bytes=3_000_000)
@@ -32,9 +36,7 @@ class RecordingBackend(httpcore.AsyncNetworkBackend):
     """Stands in under the guard to prove which addresses were actually dialled."""
 
     def __init__(self) -> None:
-        from httpcore._backends.auto import AutoBackend
-
-        self.inner = AutoBackend()
+        self.inner = httpcore.AnyIOBackend()
         self.dialled: list[str] = []
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
@@ -96,10 +98,12 @@ def test_a_server_that_never_answers_times_out_in_bounded_time(web):
     assert time.monotonic() - start < 1.5
 
 
-def test_a_page_dripping_one_byte_a_second_is_cut_off_at_the_deadline(web):
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_page_dripping_one_byte_a_second_is_cut_off_at_the_deadline(web, guarded):
     start = time.monotonic()
+    policy = HttpPolicy(timeout_s=1.5, retries=0, guard_addresses=guarded, allowed_networks=LOOPBACK)
     with pytest.raises(ToolError, match="timed out"):
-        call(HttpClient("t", HttpPolicy(timeout_s=1.5, retries=0)), web.url("/pages/drip"))
+        call(HttpClient("t", policy), web.url("/pages/drip"))
     assert time.monotonic() - start < 2.5  # httpx's read timeout alone would never fire here
 
 
@@ -156,20 +160,70 @@ def test_invalid_json_is_a_clear_error(web):
         response.json()
 
 
-def test_connection_refused_is_an_error_not_an_exception():
-    with pytest.raises(ToolError, match="connection failed"):
-        call(HttpClient("t", HttpPolicy(timeout_s=2.0, retries=0)), "http://127.0.0.1:9/")
+@pytest.mark.parametrize("policy", [HttpPolicy(timeout_s=2.0, retries=0), GUARDED])
+def test_connection_refused_is_an_error_not_an_exception(policy):
+    with pytest.raises(ToolError, match="connection failed .*ConnectError"):
+        call(HttpClient("t", policy), "http://127.0.0.1:9/")
 
 
-def test_the_guard_is_installed_on_httpx_connection_pool():
-    # httpx has no public hook for the network backend; fail loudly if its internals move.
-    client = HttpClient("t", GUARDED)
+def test_a_host_name_is_resolved_once_and_only_the_checked_address_is_dialled(web):
+    port = web.base_url.rsplit(":", 1)[1]
+    recorder = RecordingBackend()
+    client = HttpClient("t", GUARDED, backend=recorder)
+    assert call(client, f"http://localhost:{port}/pages/p1").status == 200
+    # The pool dialled the address the guard resolved and checked, never the name: no second DNS answer
+    # (a rebinding one) can reach the connection.
+    assert recorder.dialled and all(ipaddress.ip_address(host).is_loopback for host in recorder.dialled)
 
-    async def make():
-        return client._get_client()
 
-    pool = run_sync(make())._transport._pool
-    assert isinstance(pool._network_backend, GuardedNetworkBackend)
+def test_a_refused_address_is_never_dialled_even_as_the_first_hop():
+    recorder = RecordingBackend()
+    strict = HttpClient("t", HttpPolicy(timeout_s=2.0, retries=0, guard_addresses=True), backend=recorder)
+    with pytest.raises(BlockedAddressError, match="loopback address 127.0.0.1"):
+        call(strict, "http://127.0.0.1:9/")
+    assert recorder.dialled == []
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> LocalCertificates:
+    if not openssl_available():
+        pytest.skip("the openssl command is needed to make a test certificate authority")
+    return make_test_certificates(tmp_path_factory.mktemp("tls"))
+
+
+def test_tls_through_the_guard_verifies_the_host_name_while_dialling_the_checked_address(certificates):
+    with fake_web(tls=certificates.server_context()) as web:
+        recorder = RecordingBackend()
+        client = HttpClient("t", GUARDED, backend=recorder, ssl_context=certificates.client_context())
+        response = call(client, web.url("/pages/p1"))  # https://localhost:PORT, certificate for localhost
+        assert response.status == 200 and "Page 1" in response.text()
+        assert recorder.dialled and all(ipaddress.ip_address(host).is_loopback for host in recorder.dialled)
+        by_address = web.url("/pages/p1").replace("localhost", "127.0.0.1")
+        with pytest.raises(ToolError, match="connection failed .*(CERTIFICATE_VERIFY_FAILED|match)"):
+            call(client, by_address)  # same server, but the certificate does not name 127.0.0.1
+        untrusting = HttpClient("t", GUARDED)  # the shared context: public CAs only
+        with pytest.raises(ToolError, match="connection failed .*CERTIFICATE_VERIFY_FAILED"):
+            call(untrusting, web.url("/pages/p1"))
+
+
+def test_a_connection_cut_mid_body_is_a_connection_failure_through_the_guarded_transport():
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer_half() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1000\r\n\r\n<html>half")
+        conn.close()
+
+    thread = threading.Thread(target=answer_half, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(ToolError, match=r"connection failed \((RemoteProtocolError|ReadError)"):
+            call(HttpClient("t", GUARDED), f"http://127.0.0.1:{port}/")
+    finally:
+        thread.join(timeout=5)
+        server.close()
 
 
 def test_rate_limiter_spaces_requests():
@@ -220,7 +274,3 @@ def test_policy_rejects_bad_limits():
         HttpPolicy(timeout_s=0)
     with pytest.raises(ValueError):
         HttpPolicy(allowed_networks=("not-a-network",))
-
-
-def test_httpx_is_the_client_in_use():
-    assert httpx.__version__ == "0.28.1"  # the guard hook above is verified against this version
