@@ -1,4 +1,4 @@
-"""Trace-store benchmark: append latency with durable commits, list and open latency at scale, vs raw sqlite3.
+"""Trace-store benchmark: append latency with durable commits, list and open latency at scale.
 
     python bench/trace_store.py                 # 100,000 episodes (~1M turns); a few minutes on 2 cores
     python bench/trace_store.py --episodes 2000 # quick
@@ -6,11 +6,12 @@
 Builds a SQLite store (schema from our migrations; rows bulk-loaded with sqlite3 for speed, shaped like recorded
 episodes: mixed tool patterns, ~10 turns each, shared images), then measures on that file:
 - append: Recorder.__call__ for every non-TextDelta event of fresh episodes (each a committed, fsync'd transaction);
-- list: TraceStore.list_episodes with several filters (incl. full text), first and deeper keyset pages;
-- open: TraceStore.load_episode of random episodes (turns, tool calls, crop and input image bytes);
-and the same list/open queries through a plain sqlite3 connection on the same file (the list SQL is the
-statement SQLAlchemy sends, compiled with literal values; the open queries are written by hand).
-Figures go last, as one JSON line. Targets: append p95 <= 2 ms, list p95 <= 50 ms, open p95 <= 30 ms, ratio <= 2.
+- list: traces.queries.list_episodes with several filters (incl. full text), first and deeper keyset pages;
+- open: traces.queries.load_episode of random episodes (turns, tool calls, crop and input image bytes).
+For information only (not a target), the same list/open queries also run through a plain sqlite3 connection on
+the same file (the list SQL is our statement compiled with literal values; the open queries are written by
+hand): the ratio shows what SQLAlchemy Core and the record constructors add.
+Figures go last, as one JSON line. Targets: append p95 <= 2 ms, list p95 <= 50 ms, open p95 <= 30 ms.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image  # noqa: E402
+from sqlalchemy.dialects import sqlite as sqlite_dialect  # noqa: E402
 
 from agent.events import TextDelta, image_sha256  # noqa: E402
 from traces import EpisodeFilter, Recorder, open_store  # noqa: E402
@@ -242,7 +244,7 @@ def bench_list(store, raw: sqlite3.Connection, rounds: int, rng: random.Random) 
         i = rng.randrange(len(fs))
         after = rng.choice(cursors[i])
         stmt = list_statement(store, fs[i], limit=50, after=after)
-        sql = str(stmt.compile(dialect=store._reader.dialect, compile_kwargs={"literal_binds": True}))
+        sql = str(stmt.compile(dialect=sqlite_dialect.dialect(), compile_kwargs={"literal_binds": True}))
         start = time.perf_counter()
         list_episodes(store, fs[i], limit=50, after=after)
         ours.append(time.perf_counter() - start)
@@ -352,7 +354,6 @@ def main() -> None:
             "append_p95_le_2ms": pct(append, 95) <= 0.002,
             "list_p95_le_50ms": pct(list_ours, 95) <= 0.050,
             "open_p95_le_30ms": pct(open_ours, 95) <= 0.030,
-            "ratios_le_2": ratio(list_ours, list_raw, 50) <= 2 and ratio(open_ours, open_raw, 50) <= 2,
         },
         "sqlite_synchronous_default_conn": sync,
         "cpu_count": os.cpu_count(),

@@ -69,7 +69,7 @@ def make_engines(target: Target) -> tuple[Engine, Engine]:
 
 
 def configure_sqlite(dbapi_connection: sqlite3.Connection) -> None:
-    """Settings for every connection to a store file (pooled, or the per-thread read connections of the store)."""
+    """Settings for every connection to a store file."""
     dbapi_connection.isolation_level = None  # we send BEGIN ourselves (SQLAlchemy's begin event below)
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -78,13 +78,6 @@ def configure_sqlite(dbapi_connection: sqlite3.Connection) -> None:
     cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache per connection
     cursor.execute("PRAGMA mmap_size = 268435456")
     cursor.close()
-
-
-def connect_sqlite(path: Path) -> sqlite3.Connection:
-    """A sqlite3 connection configured like the pooled ones (for the store's per-thread read connections)."""
-    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None)
-    configure_sqlite(con)
-    return con
 
 
 def _sqlite_engine(url: str, begin: str) -> Engine:

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, ColumnElement, Select, and_, bindparam, case, func, literal_column, select, text, tuple_
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, literal_column, select, text, tuple_
 
-from traces import fastpath
 from traces.errors import NotFoundError
 from traces.models import annotations, episodes, events, images, runs, tool_calls, turns
 from traces.records import (
@@ -26,7 +25,6 @@ from traces.records import (
     RunStats,
     ToolCallRecord,
     TurnRecord,
-    positional_builder,
 )
 
 if TYPE_CHECKING:
@@ -75,69 +73,34 @@ class EpisodeFilter:
 
 
 def _conditions(store: TraceStore, f: EpisodeFilter) -> list[ColumnElement[bool]]:
-    """The WHERE terms of a filter. Every value is a bind parameter named as in `_filter_params`, so the SQL
-    text depends only on `_filter_shape` and one compiled statement serves every filter of that shape."""
     e = episodes.c
     where: list[ColumnElement[bool]] = []
     if f.run_ids:
-        where.append(e.run_id.in_([bindparam(f"run_id_{i}", v) for i, v in enumerate(f.run_ids)]))
+        where.append(e.run_id.in_(f.run_ids))
     if f.model:
-        where.append(e.model == bindparam("f_model", f.model))
+        where.append(e.model == f.model)
     if f.dialect:
-        where.append(e.dialect == bindparam("f_dialect", f.dialect))
+        where.append(e.dialect == f.dialect)
     if f.dataset:
-        where.append(e.dataset == bindparam("f_dataset", f.dataset))
+        where.append(e.dataset == f.dataset)
     if f.status:
-        where.append(e.status.in_([bindparam(f"status_{i}", v) for i, v in enumerate(f.status)]))
+        where.append(e.status.in_(f.status))
     if f.correct is not None:
-        where.append(func.coalesce(e.human_correct, e.correct) == bindparam("f_correct", f.correct, Boolean))
+        where.append(func.coalesce(e.human_correct, e.correct) == f.correct)
     if f.judged is not None:
         verdict = func.coalesce(e.human_correct, e.correct)
         where.append(verdict.is_not(None) if f.judged else verdict.is_(None))
     if f.pattern:
         where.append(_pattern_condition(f.pattern))
     if f.review:
-        where.append(e.review_state == bindparam("f_review", f.review))
+        where.append(e.review_state == f.review)
     if f.annotator:
         where.append(
-            e.id.in_(
-                select(annotations.c.episode_id)
-                .where(annotations.c.annotator == bindparam("f_annotator", f.annotator))
-                .scalar_subquery()
-            )
+            e.id.in_(select(annotations.c.episode_id).where(annotations.c.annotator == f.annotator).scalar_subquery())
         )
     if f.text and _text_words(f.text):
         where.append(_text_condition(store, f.text))
     return where
-
-
-def _filter_params(store: TraceStore, f: EpisodeFilter) -> dict[str, Any]:
-    """The bind values of `_conditions`, by name, without building any SQL (building costs more than the query)."""
-    params: dict[str, Any] = {}
-    for i, v in enumerate(f.run_ids):
-        params[f"run_id_{i}"] = v
-    if f.model:
-        params["f_model"] = f.model
-    if f.dialect:
-        params["f_dialect"] = f.dialect
-    if f.dataset:
-        params["f_dataset"] = f.dataset
-    for i, v in enumerate(f.status):
-        params[f"status_{i}"] = v
-    if f.correct is not None:
-        params["f_correct"] = f.correct
-    if f.review:
-        params["f_review"] = f.review
-    if f.annotator:
-        params["f_annotator"] = f.annotator
-    if f.text:
-        params.update(_text_params(store, f.text))
-    return params
-
-
-def _filter_shape(params: dict[str, Any], f: EpisodeFilter) -> tuple[Any, ...]:
-    """What decides the SQL text of `_conditions`: which values are bound, plus the value-less choices."""
-    return (tuple(params), f.judged, f.pattern)
 
 
 def _pattern_condition(pattern: str) -> ColumnElement[bool]:
@@ -159,31 +122,21 @@ def _text_words(query: str) -> list[str]:
     return re.findall(r"\w+", query)
 
 
-def _text_params(store: TraceStore, query: str) -> dict[str, Any]:
-    words = _text_words(query)
-    if not words:
-        return {}
+def _text_condition(store: TraceStore, query: str) -> ColumnElement[bool]:
+    words = _text_words(query)  # callers pass text with at least one word
     if store.dialect == "sqlite":
         # Each word quoted: user text can never be read as FTS5 syntax (AND/OR/NEAR/column filters).
-        return {"f_text": " ".join('"' + w.replace('"', '""') + '"' for w in words)}
-    if store.dialect == "postgresql":
-        return {"f_text": " ".join(words)}
-    return {f"f_text_{i}": f"%{w}%" for i, w in enumerate(words)}
-
-
-def _text_condition(store: TraceStore, query: str) -> ColumnElement[bool]:
-    params = _text_params(store, query)  # callers pass text with at least one word
-    if store.dialect == "sqlite":
+        match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
         # `id + 0` keeps SQLite from driving the query by the FTS rowid list (then sorting every match: 480 ms
         # for a word in most episodes at 100k); instead it walks the started_at index and probes the match set,
         # stopping after one page. Worst case (a rare word) is one index walk: ~25 ms at 100k episodes.
-        fts = text("SELECT rowid FROM episodes_fts WHERE episodes_fts MATCH :f_text").bindparams(**params)
+        fts = text("SELECT rowid FROM episodes_fts WHERE episodes_fts MATCH :f_text").bindparams(f_text=match)
         return (episodes.c.id + 0).in_(fts)
     if store.dialect == "postgresql":
         return func.to_tsvector(literal_column("'simple'"), episodes.c.search_text).op("@@")(
-            func.plainto_tsquery(literal_column("'simple'"), bindparam("f_text", params["f_text"]))
+            func.plainto_tsquery(literal_column("'simple'"), " ".join(words))
         )
-    return and_(*[episodes.c.search_text.ilike(bindparam(name, value)) for name, value in params.items()])
+    return and_(*[episodes.c.search_text.ilike(f"%{w}%") for w in words])
 
 
 _SUMMARY_COLUMNS = (
@@ -231,21 +184,18 @@ def list_statement(
     after: str | None = None,
     newest_first: bool = True,
 ) -> Select[Any]:
-    """The SELECT behind a page (fetches limit + 1 rows to know whether another page follows).
-
-    Values are named bind parameters (see `_conditions`), bound here too, so the statement runs as it is."""
+    """The SELECT behind a page (fetches limit + 1 rows to know whether another page follows)."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be within 1..{MAX_PAGE}")
     where = _conditions(store, filters or EpisodeFilter())
     key = tuple_(episodes.c.started_at, episodes.c.id)
     if after:
-        started, pk = decode_cursor(after)
-        bound = tuple_(bindparam("after_started", started), bindparam("after_pk", pk))
+        bound = tuple_(*decode_cursor(after))
         where.append(key < bound if newest_first else key > bound)
     order = (
         (episodes.c.started_at.desc(), episodes.c.id.desc()) if newest_first else (episodes.c.started_at, episodes.c.id)
     )
-    return select(*_SUMMARY_COLUMNS).where(*where).order_by(*order).limit(bindparam("limit", limit + 1))
+    return select(*_SUMMARY_COLUMNS).where(*where).order_by(*order).limit(limit + 1)
 
 
 def list_episodes(
@@ -257,27 +207,38 @@ def list_episodes(
     newest_first: bool = True,
 ) -> Page:
     """One page of episodes, newest first. `after` is the previous page's `next_cursor`."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be within 1..{MAX_PAGE}")
-    f = filters or EpisodeFilter()
-    # The statement is built (and compiled) only once per shape; each call binds its values (see fastpath).
-    params = _filter_params(store, f)
-    shape = ("list", _filter_shape(params, f), after is not None, newest_first)
-    if after:
-        params["after_started"], params["after_pk"] = decode_cursor(after)
-    params["limit"] = limit + 1
-    with fastpath.reader(store) as fetch:
-        rows = fetch(
-            shape, lambda: list_statement(store, f, limit=limit, after=after, newest_first=newest_first), params
-        )
+    stmt = list_statement(store, filters, limit=limit, after=after, newest_first=newest_first)
+    with store.read() as conn:
+        rows = conn.execute(stmt).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    # Positional: _SUMMARY_COLUMNS[1:] is in EpisodeSummary's field order (name lookups on rows cost 10x more).
-    items = [_make_summary(*r[1:]) for r in rows]
-    return Page(items, encode_cursor(rows[-1].started_at, rows[-1].id) if more else None)
+    return Page([_summary(r) for r in rows], encode_cursor(rows[-1].started_at, rows[-1].id) if more else None)
 
 
-_make_summary = positional_builder(EpisodeSummary)
+def _summary(row: Any) -> EpisodeSummary:
+    """From a row holding the `_SUMMARY_COLUMNS` (the list query, or the whole episode row)."""
+    return EpisodeSummary(
+        id=row.uid,
+        run_id=row.run_id,
+        question=row.question,
+        status=row.status,
+        final_answer=row.final_answer,
+        correct=row.correct,
+        human_correct=row.human_correct,
+        model=row.model,
+        dialect=row.dialect,
+        dataset=row.dataset,
+        n_turns=row.n_turns,
+        n_tool_calls=row.n_tool_calls,
+        n_text=row.n_text,
+        n_whole=row.n_whole,
+        n_crop=row.n_crop,
+        response_tokens=row.response_tokens,
+        elapsed_s=row.elapsed_s,
+        review_state=row.review_state,
+        started_at=row.started_at,
+        image_sha256=row.image_sha256,
+    )
 
 
 def count_episodes(store: TraceStore, filters: EpisodeFilter | None = None) -> int:
@@ -323,7 +284,7 @@ def get_run(store: TraceStore, run_id: int) -> RunRecord:
     return _run_record(row, int(n))
 
 
-# Built once: constructing a SELECT costs more than running it on SQLite, and opening an episode is the hot path.
+# Built once at import: an episode is opened on every click, and these never change (values are bound per call).
 _CROP = images.alias("crop")
 
 
@@ -337,10 +298,8 @@ _OPEN_EPISODE = (
     select(
         *_columns_except(episodes, "search_text", "writer", "source_row", "updated_at"),
         images.c.data.label("image_data"),
-        *[c.label(f"r_{c.name}") for c in runs.c],
     )
     .outerjoin(images, images.c.sha256 == episodes.c.image_sha256)
-    .join(runs, runs.c.id == episodes.c.run_id)
     .where(episodes.c.uid == bindparam("uid"))
 )
 _OPEN_TURNS = (
@@ -359,84 +318,28 @@ _OPEN_NOTES = (
     .where(events.c.episode_id == bindparam("pk"))
     .order_by(events.c.seq)
 )
-
-
-_make_run = positional_builder(RunRecord)
+_OPEN_RUN = select(runs).where(runs.c.id == bindparam("run_id"))
 
 
 def load_episode(store: TraceStore, episode_id: str) -> EpisodeDetail:
     """The whole episode: summary, run, turns with their tool calls (boxes, crop images) and notes, the image."""
-    with fastpath.reader(store) as fetch:
-        found = fetch("open", lambda: _OPEN_EPISODE, {"uid": episode_id})
-        if not found:
+    with store.read() as conn:
+        row = conn.execute(_OPEN_EPISODE, {"uid": episode_id}).first()
+        if row is None:
             raise NotFoundError(f"no episode {episode_id!r}")
-        row = found[0]
-        pk = {"pk": row.id}
-        turn_rows = fetch("open_turns", lambda: _OPEN_TURNS, pk)
-        call_rows = fetch("open_calls", lambda: _OPEN_CALLS, pk)
-        note_rows = fetch("open_notes", lambda: _OPEN_NOTES, pk)
-    # Records below are built with positional builders (see records.positional_builder): an episode has ~10
-    # turns and a few tool calls, and the frozen-dataclass __init__ alone cost ~30% of opening one.
+        run_row = conn.execute(_OPEN_RUN, {"run_id": row.run_id}).one()
+        turn_rows = conn.execute(_OPEN_TURNS, {"pk": row.id}).all()
+        call_rows = conn.execute(_OPEN_CALLS, {"pk": row.id}).all()
+        note_rows = conn.execute(_OPEN_NOTES, {"pk": row.id}).all()
     calls_by_turn: dict[int, list[ToolCallRecord]] = {}
     for c in call_rows:
-        calls_by_turn.setdefault(c.turn_index, []).append(tool_call_record(c))
+        calls_by_turn.setdefault(c.turn_index, []).append(_tool_call(c))
     notes_by_turn: dict[int, list[dict[str, Any]]] = {}
     for n in note_rows:
         notes_by_turn.setdefault(n.turn_index, []).append({"type": n.type, **(n.payload or {})})
-    turn_records = [
-        _make_turn(
-            t.index,
-            t.raw_text,
-            t.complete,
-            t.reason,
-            t.action,
-            t.argument,
-            t.format_ok,
-            t.error,
-            t.tokens,
-            t.latency_s,
-            calls_by_turn.get(t.index, []),
-            notes_by_turn.get(t.index, []),
-        )
-        for t in turn_rows
-    ]
     return EpisodeDetail(
-        summary=_make_summary(
-            row.uid,
-            row.run_id,
-            row.question,
-            row.status,
-            row.final_answer,
-            row.correct,
-            row.human_correct,
-            row.model,
-            row.dialect,
-            row.dataset,
-            row.n_turns,
-            row.n_tool_calls,
-            row.n_text,
-            row.n_whole,
-            row.n_crop,
-            row.response_tokens,
-            row.elapsed_s,
-            row.review_state,
-            row.started_at,
-            row.image_sha256,
-        ),
-        run=_make_run(
-            row.r_id,
-            row.r_name,
-            row.r_kind,
-            row.r_model,
-            row.r_backend,
-            row.r_dialect,
-            row.r_checkpoint,
-            row.r_dataset,
-            row.r_source,
-            row.r_config or {},
-            row.r_created_at,
-            0,  # episodes: RunRecord's default (not counted when opening one episode)
-        ),
+        summary=_summary(row),
+        run=_run_record(run_row),  # episodes left at 0: not counted when opening one episode
         gold_answers=list(row.gold_answers or []),
         backend=row.backend,
         config=row.config or {},
@@ -449,37 +352,50 @@ def load_episode(store: TraceStore, episode_id: str) -> EpisodeDetail:
         self_corrected=bool(row.self_corrected),
         finished_at=row.finished_at,
         extra=row.extra or {},
-        turns=turn_records,
+        turns=[_turn(t, calls_by_turn.get(t.index, []), notes_by_turn.get(t.index, [])) for t in turn_rows],
         image_bytes=bytes(row.image_data) if row.image_data is not None else None,
     )
 
 
-def tool_call_record(c: Any) -> ToolCallRecord:
-    box = (c.crop_x0, c.crop_y0, c.crop_x1, c.crop_y1)
-    return _make_tool_call(
-        c.turn_index,
-        c.call_index,
-        c.kind,
-        c.argument,
-        c.provider,
-        c.status,
-        list(c.items or []),
-        c.summary,
-        c.information,
-        c.error,
-        bool(c.cache_hit),
-        c.latency_s,
-        tuple(box) if None not in box else None,  # crop_box
-        c.crop_image_sha256,
-        bytes(c.crop_data) if c.crop_data is not None else None,
-        bool(c.grounding_fallback),
-        c.grounding_score,
-        c.grounding_note,
+def _turn(t: Any, calls: list[ToolCallRecord], notes: list[dict[str, Any]]) -> TurnRecord:
+    return TurnRecord(
+        index=t.index,
+        raw_text=t.raw_text,
+        complete=t.complete,
+        reason=t.reason,
+        action=t.action,
+        argument=t.argument,
+        format_ok=t.format_ok,
+        error=t.error,
+        tokens=t.tokens,
+        latency_s=t.latency_s,
+        tool_calls=calls,
+        notes=notes,
     )
 
 
-_make_turn = positional_builder(TurnRecord)
-_make_tool_call = positional_builder(ToolCallRecord)
+def _tool_call(c: Any) -> ToolCallRecord:
+    box = (c.crop_x0, c.crop_y0, c.crop_x1, c.crop_y1)
+    return ToolCallRecord(
+        turn_index=c.turn_index,
+        call_index=c.call_index,
+        kind=c.kind,
+        argument=c.argument,
+        provider=c.provider,
+        status=c.status,
+        items=list(c.items or []),
+        summary=c.summary,
+        information=c.information,
+        error=c.error,
+        cache_hit=bool(c.cache_hit),
+        latency_s=c.latency_s,
+        crop_box=tuple(box) if None not in box else None,
+        crop_image_sha256=c.crop_image_sha256,
+        crop_image_bytes=bytes(c.crop_data) if c.crop_data is not None else None,
+        grounding_fallback=bool(c.grounding_fallback),
+        grounding_score=c.grounding_score,
+        grounding_note=c.grounding_note,
+    )
 
 
 def _share(part: Any, whole: int) -> float | None:

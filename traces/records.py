@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from PIL import Image
 
@@ -231,25 +230,3 @@ def decode_image(data: bytes | None) -> Image.Image | None:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image.convert("RGB") if image.mode != "RGB" else image
-
-
-T = TypeVar("T")
-
-
-def positional_builder(cls: type[T]) -> Callable[..., T]:
-    """A positional constructor for a frozen dataclass, for building many records on hot read paths.
-
-    The generated `__init__` of a frozen dataclass sets each field through `object.__setattr__`, ~4 us for a
-    20-field record: 0.2 ms for a page of 50 summaries, as much as the query itself. This fills `__dict__` in
-    one update instead; the object is identical (same fields, equality, hash, repr). Every field must be
-    given, in declaration order (defaults are not applied).
-    """
-    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
-    new = object.__new__
-
-    def build(*values: Any) -> T:
-        obj = new(cls)
-        obj.__dict__.update(zip(names, values, strict=True))  # a missing or extra value raises
-        return obj
-
-    return build

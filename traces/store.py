@@ -13,10 +13,8 @@ from __future__ import annotations
 import io
 import os
 import socket
-import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agent.events import image_png_bytes, image_sha256
 from agent.images import load_image
-from traces.engine import Target, connect_sqlite, make_engines, resolve
+from traces.engine import Target, make_engines, resolve
 from traces.errors import NotFoundError
 from traces.migrate import check_sqlite_file, enable_wal, upgrade
 from traces.models import episodes, images, runs
@@ -76,12 +74,6 @@ class TraceStore:
         self._reader = reader
         self._lock = _file_lock(str(target.sqlite_path)) if target.is_sqlite else None
         self.dialect = writer.dialect.name
-        self.read_dialect = reader.dialect
-        # SQLite read fast path (see traces.fastpath): one sqlite3 connection per thread, kept for the thread's
-        # life. A holder per thread lives in thread-local storage, so it is dropped (and its connection closed)
-        # when the thread ends; the weak set lets close() reach those still open.
-        self._local = threading.local()
-        self._read_holders: weakref.WeakSet[_ReadConnection] = weakref.WeakSet()
 
     # ---- plumbing ---------------------------------------------------------------------------------
 
@@ -109,28 +101,7 @@ class TraceStore:
         with self._reader.connect() as conn, conn.begin():
             yield conn
 
-    @contextmanager
-    def sqlite_read(self) -> Iterator[sqlite3.Connection]:
-        """SQLite only: one consistent read snapshot on this thread's own sqlite3 connection.
-
-        Cheaper than `read()` (no pool checkout, no SQLAlchemy transaction events): the hot read paths use it
-        through `traces.fastpath`, whose queries are SQLAlchemy statements compiled once.
-        """
-        holder = getattr(self._local, "holder", None)
-        if holder is None or holder.con is None:
-            assert self.target.sqlite_path is not None
-            holder = self._local.holder = _ReadConnection(connect_sqlite(self.target.sqlite_path))
-            self._read_holders.add(holder)
-        con = holder.con
-        con.execute("BEGIN")
-        try:
-            yield con
-        finally:
-            con.execute("COMMIT")  # read-only: ends the snapshot (never fails for want of a write lock)
-
     def close(self) -> None:
-        for holder in list(self._read_holders):
-            holder.close()
         self._writer.dispose()
         if self._reader is not self._writer:
             self._reader.dispose()
@@ -284,21 +255,6 @@ class TraceStore:
 
 
 # ---- which process is recording ------------------------------------------------------------------
-
-
-class _ReadConnection:
-    """Owns one thread's read connection; closes it when the thread ends (thread-local dropped) or on close()."""
-
-    def __init__(self, con: sqlite3.Connection):
-        self.con: sqlite3.Connection | None = con
-
-    def close(self) -> None:
-        con, self.con = self.con, None
-        if con is not None:
-            con.close()
-
-    def __del__(self) -> None:
-        self.close()
 
 
 def _proc_stat(pid: int) -> tuple[str, str]:
