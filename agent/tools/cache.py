@@ -130,10 +130,16 @@ class ToolCache:
         """Bring a cache file from before `source` was keyed to the current table, keeping every entry for
         replay: its settings are unknown, so its source ("unkeyed:<provider>") matches no live tool."""
         db = self._db
+
+        def unkeyed() -> bool:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(tool_cache)")}
+            return bool(columns) and "source" not in columns
+
+        if not unkeyed():  # the usual case, which also works on a read-only file
+            return
         db.execute("BEGIN IMMEDIATE")  # two processes opening one old file: the second sees it migrated
         try:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(tool_cache)")}
-            if columns and "source" not in columns:
+            if unkeyed():
                 db.execute("ALTER TABLE tool_cache RENAME TO tool_cache_unkeyed")
                 db.execute("DROP INDEX IF EXISTS tool_cache_by_key")
                 for statement in filter(str.strip, _SCHEMA.split(";")):

@@ -35,8 +35,8 @@ def cacheable(result: ToolResult, settings: Mapping[str, Any]) -> bool:
     those say more about the moment than about the request, so the next call tries again."""
     if not result.ok or result.cache_hit or result.summary.startswith(FALLBACK_PREFIX):
         return False
-    pages_failed = settings.get("pages") is not None and result.items and not any(i.page_text for i in result.items)
-    return not pages_failed
+    reads_pages = settings.get("pages") is not None
+    return not (reads_pages and result.items and not any(item.page_text for item in result.items))
 
 
 async def _through_cache(
