@@ -135,7 +135,7 @@ class ToolCache:
             columns = {row[1] for row in db.execute("PRAGMA table_info(tool_cache)")}
             return bool(columns) and "source" not in columns
 
-        if not unkeyed():  # the usual case, which also works on a read-only file
+        if not unkeyed():  # the usual case: no write lock taken
             return
         db.execute("BEGIN IMMEDIATE")  # two processes opening one old file: the second sees it migrated
         try:
