@@ -1,24 +1,33 @@
 """What every importer shares: the report, the parsed-episode shape, transcript splitting, the transactional write.
 
-An importer reads its file into `ParsedEpisode`s, collecting each unusable row as a `BadRow` (1-based row or
-line number and the reason) instead of stopping. `write_import` then writes the run and every good episode in
-ONE transaction: either all good rows land, or (on any database error) nothing does.
+An importer reads its file row by row into `ParsedEpisode`s, collecting each unusable row as a `BadRow` (1-based
+row or line number and the reason) instead of stopping. `write_import` consumes them as they come and writes
+the run and every good episode in ONE transaction: either all good rows land, or (on any database error)
+nothing does. Rows are streamed, never all held at once, and an image repeated in many rows is decoded and
+stored once.
+
+Importing is idempotent: the run remembers `content_sha256`, the sha256 of the importer's name and the file's
+bytes (for a folder, of each file's name and bytes in order). Importing the same content with the same importer
+again finds that run and writes nothing, unless `again=True` (`--again`) asks for a second copy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
-from tqdm import tqdm
+from sqlalchemy import insert, select, update
 
-from traces.models import episodes, tool_calls, turns
+from agent.images import ImageError
+from traces.models import episodes, runs, tool_calls, turns
 
 if TYPE_CHECKING:
     from traces.store import TraceStore
@@ -47,13 +56,32 @@ class ImportReport:
     rows: int
     imported: int
     bad_rows: tuple[BadRow, ...]
+    notes: tuple[str, ...] = ()  # what the user should know about how rows were read (one line each)
+    content_sha256: str | None = None
+    already_imported: bool = False  # the same content was imported before: run_id is that run, nothing written
 
     def summary(self) -> str:
+        if self.already_imported:
+            return (
+                f"{self.source}: already imported as run {self.run_id} ({self.run_name!r}): same importer, same "
+                f"content (sha256 {(self.content_sha256 or '')[:12]}); nothing written. "
+                "Pass --again to import it again as a new run."
+            )
         lines = [
             f"{self.source}: imported {self.imported} of {self.rows} rows into run {self.run_id} ({self.run_name!r})"
         ]
+        lines += [f"  {note}" for note in self.notes]
         lines += [f"  skipped {bad}" for bad in self.bad_rows]
         return "\n".join(lines)
+
+
+@dataclass
+class ReadLog:
+    """What reading a file found, filled in while its rows stream into the write."""
+
+    rows: int = 0
+    bad_rows: list[BadRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -88,7 +116,10 @@ class ParsedEpisode:
 
 _VISION = re.compile(r"<\|vision_start\|>.*?<\|vision_end\|>|<\|(?:image|video|vision)_pad\|>", re.S)
 _CHATML = re.compile(r"<\|im_start\|>(system|user|assistant|tool)\n(.*?)(?=<\|im_start\|>|\Z)", re.S)
-_BARE_ROLE = re.compile(r"\n(system|user|assistant|tool)\n")
+# A role line starts a turn after a newline, or right after a closing tag: a tool-call turn ends with its action
+# tag and `<|im_end|>`, and MMSearch-R1 appends `<|im_start|>user\n...` with no newline in between, so decoding
+# with skip_special_tokens=True gives `...</search>user\nSearched results: ...`.
+_BARE_ROLE = re.compile(r"(?:\n|(?<=>))(system|user|assistant|tool)\n")
 _SPECIALS = re.compile(r"<\|im_end\|>|<\|endoftext\|>")
 _INFORMATION = re.compile(r"<information>(.*?)</information>", re.S)
 
@@ -97,8 +128,9 @@ def split_transcript(text: str, first_role: str = "assistant") -> list[tuple[str
     """Split decoded chat text into (role, content) segments.
 
     Handles ChatML with its special tokens (`<|im_start|>user\\n...<|im_end|>`) and the same text decoded with
-    skip_special_tokens=True, where only bare `\\nuser\\n` / `\\nassistant\\n` lines mark the turns. Text before
-    the first marker belongs to `first_role` (a response starts inside the assistant turn).
+    skip_special_tokens=True, where only bare role lines mark the turns: `\\nuser\\n` / `\\nassistant\\n`, or
+    `user\\n` right after the closing tag that ended a tool-call turn (`</search>user\\n`). Text before the first
+    marker belongs to `first_role` (a response starts inside the assistant turn).
     """
     text = _VISION.sub("", text)
     if "<|im_start|>" in text:
@@ -204,83 +236,186 @@ def self_corrected(calls: Sequence[tuple[str, str]]) -> bool:
     return False
 
 
+# ---- extras ------------------------------------------------------------------------------------------
+
+
+def json_value(value: Any) -> Any:
+    """A value as the JSON columns store it on SQLite and Postgres alike (no NaN, no bytes, str keys)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    return str(value)
+
+
+# ---- idempotency ---------------------------------------------------------------------------------------
+
+
+def content_sha256(importer: str, files: Sequence[Path]) -> str:
+    """sha256 of the importer's name and the files' names and bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256(f"{importer}\n".encode())
+    for file in files:
+        if len(files) > 1:
+            digest.update(f"{file.name}\n".encode())
+        try:
+            with file.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise ImportFileError(f"{file}: cannot read ({exc}); nothing was imported") from None
+    return digest.hexdigest()
+
+
+def previous_import(store: TraceStore, sha256: str) -> tuple[int, str] | None:
+    """(run id, run name) of the oldest run imported from this content, if any."""
+    with store.read() as conn:
+        row = conn.execute(
+            select(runs.c.id, runs.c.name).where(runs.c.content_sha256 == sha256).order_by(runs.c.id).limit(1)
+        ).first()
+    return (int(row.id), row.name) if row is not None else None
+
+
 # ---- the write ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _ImageCache:
+    """Each distinct image is decoded and stored once, however many rows repeat it (keyed by its bytes)."""
+
+    store: TraceStore
+    addresses: dict[str, str | ImageError] = field(default_factory=dict)
+
+    def address(self, conn: Any, data: bytes) -> str:
+        key = hashlib.sha256(data).hexdigest()
+        known = self.addresses.get(key)
+        if known is None:
+            try:
+                known = self.store.put_image(conn, data=data)
+            except ImageError as exc:  # decoded before anything is written: the transaction is intact
+                known = exc
+            self.addresses[key] = known
+        if isinstance(known, ImageError):
+            raise known
+        return known
 
 
 def write_import(
     store: TraceStore,
-    parsed: Sequence[ParsedEpisode],
+    parsed: Iterable[ParsedEpisode],
+    log: ReadLog,
     *,
+    importer: str,
+    files: Sequence[Path],
+    again: bool = False,
     run_name: str,
     run_kind: str,
     source: str,
-    rows: int,
-    bad_rows: Sequence[BadRow],
     model: str | None = None,
     dialect: str | None = None,
     dataset: str | None = None,
     config: dict[str, Any] | None = None,
-    progress: bool = False,
 ) -> ImportReport:
-    """Write a run and all parsed episodes in one transaction (all or nothing)."""
-    if not parsed:
-        return ImportReport(None, run_name, source, rows, 0, tuple(bad_rows))
+    """Write a run and the parsed episodes in one transaction (all or nothing), consuming `parsed` lazily.
+
+    Before anything is read, a run imported from the same content by the same importer is looked up: then
+    nothing is written (unless `again`) and the report names that run. A row whose image does not decode
+    becomes a bad row. The run's dataset, when not given, is the one data source all episodes share.
+    """
+    sha = content_sha256(importer, files)
+    if not again and (previous := previous_import(store, sha)) is not None:
+        return ImportReport(previous[0], previous[1], source, 0, 0, (), content_sha256=sha, already_imported=True)
+    imported = 0
+    run_id: int | None = None
+    datasets: set[str | None] = set()
     now = time.time()
     with store.write() as conn:
-        run_id = store.create_run(
-            run_name,
-            run_kind,
-            model=model,
-            dialect=dialect,
-            dataset=dataset,
-            source=source,
-            config=config or {},
-            conn=conn,
-        )
-        for i, ep in enumerate(tqdm(parsed, desc=f"writing {run_name}", unit="episode", disable=not progress)):
-            sha = store.put_image(conn, data=ep.image_bytes) if ep.image_bytes else None
-            queries = [t.argument for t in ep.turns if t.action in ("text_search", "image_search_region")]
-            calls = [(t.action, t.argument) for t in ep.turns if t.action in TOOL_ACTIONS and t.format_ok]
-            kinds = [kind for kind, _ in calls]
-            pk = conn.execute(
-                insert(episodes)
-                .values(
-                    uid=uuid.uuid4().hex,
-                    run_id=run_id,
-                    question=ep.question,
-                    image_sha256=sha,
-                    gold_answers=ep.gold_answers,
+        images = _ImageCache(store)
+        for ep in parsed:
+            try:
+                sha_image = images.address(conn, ep.image_bytes) if ep.image_bytes else None
+            except ImageError as exc:
+                log.bad_rows.append(BadRow(ep.source_row, str(exc)))
+                continue
+            if run_id is None:  # created with the first good row: a file with none leaves no empty run behind
+                run_id = store.create_run(
+                    run_name,
+                    run_kind,
                     model=model,
                     dialect=dialect,
-                    dataset=ep.dataset or dataset,
-                    config={},
-                    status=ep.status,
-                    reason="imported",
-                    final_answer=ep.final_answer,
-                    correct=ep.correct,
-                    judge=ep.judge,
-                    reward=ep.reward,
-                    format_ok=ep.format_ok,
-                    n_turns=len(ep.turns),
-                    n_tool_calls=len(kinds),
-                    n_text=kinds.count("text_search"),
-                    n_whole=kinds.count("image_search_whole"),
-                    n_crop=kinds.count("image_search_region"),
-                    n_format_errors=sum(not t.format_ok for t in ep.turns),
-                    self_corrected=self_corrected(calls),
-                    response_tokens=0,
-                    # Imported rows keep file order in the newest-first list: later rows get later timestamps.
-                    started_at=now + i * 1e-6,
-                    finished_at=None if ep.status == "pending" else now,
-                    updated_at=now,
-                    source_row=ep.source_row,
-                    extra=ep.extra,
-                    search_text="\n".join([ep.question, *queries, *([ep.final_answer] if ep.final_answer else [])]),
+                    dataset=dataset,
+                    source=source,
+                    config={"importer": importer, **(config or {})},
+                    conn=conn,
                 )
-                .returning(episodes.c.id)
-            ).scalar_one()
-            _write_turns(conn, int(pk), ep.turns)
-    return ImportReport(run_id, run_name, source, rows, len(parsed), tuple(bad_rows))
+                conn.execute(update(runs).where(runs.c.id == run_id).values(content_sha256=sha))
+            _write_episode(conn, run_id, ep, sha_image, model, dialect, dataset, now + imported * 1e-6, now)
+            datasets.add(ep.dataset)
+            imported += 1
+        if run_id is not None and dataset is None and len(datasets) == 1 and None not in datasets:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(dataset=datasets.pop()))
+    return ImportReport(
+        run_id, run_name, source, log.rows, imported, tuple(log.bad_rows), tuple(log.notes), content_sha256=sha
+    )
+
+
+def _write_episode(
+    conn: Any,
+    run_id: int,
+    ep: ParsedEpisode,
+    image_sha256: str | None,
+    model: str | None,
+    dialect: str | None,
+    dataset: str | None,
+    started_at: float,
+    now: float,
+) -> None:
+    queries = [t.argument for t in ep.turns if t.action in ("text_search", "image_search_region")]
+    calls = [(t.action, t.argument) for t in ep.turns if t.action in TOOL_ACTIONS and t.format_ok]
+    kinds = [kind for kind, _ in calls]
+    pk = conn.execute(
+        insert(episodes)
+        .values(
+            uid=uuid.uuid4().hex,
+            run_id=run_id,
+            question=ep.question,
+            image_sha256=image_sha256,
+            gold_answers=ep.gold_answers,
+            model=model,
+            dialect=dialect,
+            dataset=ep.dataset or dataset,
+            config={},
+            status=ep.status,
+            reason="imported",
+            final_answer=ep.final_answer,
+            correct=ep.correct,
+            judge=ep.judge,
+            reward=ep.reward,
+            format_ok=ep.format_ok,
+            n_turns=len(ep.turns),
+            n_tool_calls=len(kinds),
+            n_text=kinds.count("text_search"),
+            n_whole=kinds.count("image_search_whole"),
+            n_crop=kinds.count("image_search_region"),
+            n_format_errors=sum(not t.format_ok for t in ep.turns),
+            self_corrected=self_corrected(calls),
+            response_tokens=0,
+            # Imported rows keep file order in the newest-first list: later rows get later timestamps.
+            started_at=started_at,
+            finished_at=None if ep.status == "pending" else now,
+            updated_at=now,
+            source_row=ep.source_row,
+            extra=json_value(ep.extra),
+            search_text="\n".join([ep.question, *queries, *([ep.final_answer] if ep.final_answer else [])]),
+        )
+        .returning(episodes.c.id)
+    ).scalar_one()
+    _write_turns(conn, int(pk), ep.turns)
 
 
 def _write_turns(conn: Any, pk: int, parsed_turns: Sequence[ParsedTurn]) -> None:

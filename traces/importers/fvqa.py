@@ -4,11 +4,16 @@ Columns (the veRL RL-dataset layout): `prompt` (chat messages; the user message 
 with an `<image>` placeholder), `images` (list of {"bytes": ...}), `reward_model` ({"ground_truth", and
 "candidate_answers" as a JSON list in a string}), optional `data_source` and `image_urls`. Rows become episodes
 with status "pending": questions with image and gold answers, waiting to be run (the app's examples, eval sets).
+
+`read_questions` is the one parser of this layout: the importer and the eval loader both read rows through it.
+It streams the file in small record batches, so a 10,000-row file never sits in memory as Python objects.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,31 +24,32 @@ from traces.importers.common import (
     ImportFileError,
     ImportReport,
     ParsedEpisode,
+    ReadLog,
     content_text,
     gold_list,
     write_import,
 )
 
 if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+
     from traces.store import TraceStore
 
 REQUIRED = ("prompt", "images", "reward_model")
+OPTIONAL = ("data_source", "image_urls")
+BATCH_ROWS = 64  # rows decoded at a time: bounds memory by 64 images, not by the file
 
 
-def _read_parquet(path: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
+@dataclass(frozen=True)
+class QuestionRow:
+    """One question of a FVQA/veRL question set, as the file has it (the image bytes are not decoded here)."""
 
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for unreadable files
-        raise ImportFileError(f"{path}: cannot read as parquet ({exc}); nothing was imported") from None
-    missing = [c for c in REQUIRED if c not in table.column_names]
-    if missing:
-        raise ImportFileError(
-            f"{path}: missing columns {missing} (found {table.column_names}); an FVQA/veRL question set needs "
-            f"{list(REQUIRED)}. Nothing was imported."
-        )
-    return table.to_pylist()
+    row: int  # 1-based row number in the file
+    question: str
+    image_bytes: bytes
+    gold_answers: tuple[str, ...]  # ground truth first, then the candidate answers (aliases)
+    data_source: str | None
+    image_url: str | None
 
 
 def question_from_messages(prompt: Any) -> str:
@@ -56,7 +62,8 @@ def question_from_messages(prompt: Any) -> str:
     return text.replace("<image>", "").strip()
 
 
-def _parse_row(row: dict[str, Any], number: int) -> ParsedEpisode:
+def parse_question_row(row: dict[str, Any], number: int) -> QuestionRow:
+    """One record of the file -> a QuestionRow, or ValueError/TypeError saying what is missing."""
     question = question_from_messages(row.get("prompt"))
     if not question:
         raise ValueError("no user question in `prompt`")
@@ -68,48 +75,96 @@ def _parse_row(row: dict[str, Any], number: int) -> ParsedEpisode:
     reward = row.get("reward_model") or {}
     if not isinstance(reward, dict) or reward.get("ground_truth") in (None, ""):
         raise ValueError("`reward_model` has no ground_truth")
-    gold = gold_list(reward.get("ground_truth"), reward.get("candidate_answers"))
     urls = row.get("image_urls")
-    extra = {"image_url": urls[0] if isinstance(urls, list) and urls else urls} if urls else {}
-    return ParsedEpisode(
+    url = urls[0] if isinstance(urls, list) and urls else urls if isinstance(urls, str) else None
+    return QuestionRow(
+        row=number,
         question=question,
-        source_row=number,
         image_bytes=bytes(data),
-        gold_answers=gold,
-        dataset=row.get("data_source"),
-        status="pending",
-        extra=extra,
+        gold_answers=tuple(gold_list(reward.get("ground_truth"), reward.get("candidate_answers"))),
+        data_source=row.get("data_source"),
+        image_url=url or None,
     )
 
 
+def _open(path: Path) -> pq.ParquetFile:
+    import pyarrow.parquet as pq
+
+    try:
+        file = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for unreadable files
+        raise ImportFileError(f"{path}: cannot read as parquet ({exc}); nothing was imported") from None
+    names = file.schema_arrow.names
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        raise ImportFileError(
+            f"{path}: missing columns {missing} (found {names}); an FVQA/veRL question set needs "
+            f"{list(REQUIRED)}. Nothing was imported."
+        )
+    return file
+
+
+def read_questions(path: str | os.PathLike[str], *, progress: bool = False) -> Iterator[QuestionRow | BadRow]:
+    """Stream a FVQA/veRL question set: a QuestionRow per usable row, a BadRow (number, reason) per other row.
+
+    The file and its columns are checked now (ImportFileError); rows are read as the iterator is consumed.
+    """
+    path = Path(path)
+    file = _open(path)
+    columns = [c for c in (*REQUIRED, *OPTIONAL) if c in file.schema_arrow.names]
+
+    def rows() -> Iterator[QuestionRow | BadRow]:
+        number = 0
+        with tqdm(total=file.metadata.num_rows, desc=f"importing {path.name}", unit="row", disable=not progress) as bar:
+            for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+                for record in batch.to_pylist():
+                    number += 1
+                    try:
+                        yield parse_question_row(record, number)
+                    except (ValueError, TypeError, AttributeError) as exc:
+                        yield BadRow(number, str(exc))
+                bar.update(batch.num_rows)
+
+    return rows()
+
+
 def import_fvqa(
-    store: TraceStore, path: str | os.PathLike[str], *, run_name: str | None = None, progress: bool = False, **_: Any
+    store: TraceStore,
+    path: str | os.PathLike[str],
+    *,
+    run_name: str | None = None,
+    again: bool = False,
+    progress: bool = False,
+    **_: Any,
 ) -> ImportReport:
     path = Path(path)
-    rows = _read_parquet(path)
-    parsed, bad = [], []
-    for number, row in enumerate(tqdm(rows, desc=f"reading {path.name}", unit="row", disable=not progress), start=1):
-        try:
-            episode = _parse_row(row, number)
-            # Decoding now (not in the write) keeps a broken image a bad row instead of a failed transaction.
-            from agent.images import ImageError, load_image
+    log = ReadLog()
 
-            try:
-                load_image(episode.image_bytes or b"")
-            except ImageError as exc:
-                raise ValueError(str(exc)) from None
-            parsed.append(episode)
-        except (ValueError, TypeError, AttributeError) as exc:
-            bad.append(BadRow(number, str(exc)))
-    datasets = {p.dataset for p in parsed if p.dataset}
+    def parsed() -> Iterator[ParsedEpisode]:
+        for item in read_questions(path, progress=progress):
+            log.rows += 1
+            if isinstance(item, BadRow):
+                log.bad_rows.append(item)
+                continue
+            yield ParsedEpisode(
+                question=item.question,
+                source_row=item.row,
+                image_bytes=item.image_bytes,  # a broken image becomes a bad row in the write
+                gold_answers=list(item.gold_answers),
+                dataset=item.data_source,
+                status="pending",
+                extra={"image_url": item.image_url} if item.image_url else {},
+            )
+
+    _open(path)  # a file that is not a question set fails before the store is touched
     return write_import(
         store,
-        parsed,
+        parsed(),
+        log,
+        importer="fvqa",
+        files=[path],
+        again=again,
         run_name=run_name or path.stem,
         run_kind="questions",
         source=str(path),
-        rows=len(rows),
-        bad_rows=bad,
-        dataset=datasets.pop() if len(datasets) == 1 else None,
-        progress=progress,
     )

@@ -6,6 +6,12 @@ with `step`, `input_text` (the decoded prompt), `output_text` (the decoded multi
 and the user turns carrying search results), `score` (the reward), and, when ground truth logging is on,
 `reward_model` ({"ground_truth", "candidate_answers"}) and `image_url`.
 
+Texts are `tokenizer.decode(ids, skip_special_tokens=True)`, so the chat markers are bare role lines. The prompt
+is `system\n...\nuser\n<round-1 instructions>...Here is the image and the question:\n <question>\nassistant\n`
+(the `<image>` before the question decodes to nothing). In the output, a search turn ends with its tag and the
+results turn follows with no newline (`...</search>user\nSearched results: <information>...`), because the
+rollout appends `<|im_start|>user\n...` straight after the model's `<|im_end|>`; `split_transcript` knows both.
+
 The score is MMSearch-R1's reward (accuracy weighted 0.9 or more, format and search penalties the rest), so a
 sample counts as correct when score > 0.5; the raw score is kept as the episode's reward.
 """
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +31,7 @@ from traces.importers.common import (
     ImportFileError,
     ImportReport,
     ParsedEpisode,
+    ReadLog,
     gold_list,
     outcome,
     split_transcript,
@@ -38,13 +45,21 @@ if TYPE_CHECKING:
 CORRECT_ABOVE = 0.5
 
 
+# Where the question starts in a user prompt: MMSearch-R1's round-1 prompt ends with the first marker (its
+# rollout reads the question back the same way); our dialects' prompts end with "Question: ...".
+QUESTION_MARKERS = ("Here is the image and the question:", "Question:")
+
+
 def question_from_prompt(prompt_text: str) -> str:
-    """The question inside a decoded prompt: after the last 'Question:' marker, else the last user message."""
+    """The question inside a decoded prompt: the last user message's text after a question marker, else all of it."""
     segments = split_transcript(prompt_text, first_role="system")
     users = [content for role, content in segments if role == "user"] or [prompt_text]
     text = users[-1].replace("<image>", "").strip()
-    marked = re.findall(r"Question:\s*(.+)", text)
-    return marked[-1].strip() if marked else text
+    for marker in QUESTION_MARKERS:
+        head, found, question = text.rpartition(marker)
+        if found and question.strip():
+            return question.strip()
+    return text
 
 
 def parse_record(record: Any, number: int, dialect: str) -> ParsedEpisode:
@@ -92,6 +107,7 @@ def import_mmsearch_r1(
     run_name: str | None = None,
     model: str | None = "lmms-lab/MMSearch-R1-7B",
     dialect: str = "mmsearch-r1",
+    again: bool = False,
     progress: bool = False,
     **_: Any,
 ) -> ImportReport:
@@ -104,23 +120,27 @@ def import_mmsearch_r1(
         raise ImportFileError(
             f"{path}: expected a JSON list of records (MMSearch-R1 val_result_*.json); nothing was imported"
         )
-    parsed, bad = [], []
-    for number, record in enumerate(
-        tqdm(records, desc=f"reading {path.name}", unit="row", disable=not progress), start=1
-    ):
-        try:
-            parsed.append(parse_record(record, number, dialect))
-        except (ValueError, TypeError, AttributeError) as exc:
-            bad.append(BadRow(number, str(exc)))
+    log = ReadLog(rows=len(records))
+
+    def parsed() -> Iterator[ParsedEpisode]:
+        for number, record in enumerate(
+            tqdm(records, desc=f"importing {path.name}", unit="row", disable=not progress), start=1
+        ):
+            try:
+                yield parse_record(record, number, dialect)
+            except (ValueError, TypeError, AttributeError) as exc:
+                log.bad_rows.append(BadRow(number, str(exc)))
+
     return write_import(
         store,
-        parsed,
+        parsed(),
+        log,
+        importer="mmsearch-r1",
+        files=[path],
+        again=again,
         run_name=run_name or path.stem,
         run_kind="eval",
         source=str(path),
-        rows=len(records),
-        bad_rows=bad,
         model=model,
         dialect=dialect,
-        progress=progress,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from traces.importers.common import (
     ImportFileError,
     ImportReport,
     ParsedEpisode,
+    ReadLog,
     gold_list,
     outcome,
     split_transcript,
@@ -86,38 +88,46 @@ def import_verl_rollouts(
     run_name: str | None = None,
     model: str | None = None,
     dialect: str = "deepmmsearch",
+    again: bool = False,
     progress: bool = False,
     **_: Any,
 ) -> ImportReport:
     path = Path(path)
     files = _files(path)
-    parsed, bad, rows = [], [], 0
-    for file in files:
-        try:
-            lines = file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ImportFileError(f"{file}: cannot read ({exc}); nothing was imported") from None
-        for number, line in enumerate(
-            tqdm(lines, desc=f"reading {file.name}", unit="line", disable=not progress), start=1
-        ):
-            if not line.strip():
-                continue
-            rows += 1
+    log = ReadLog()
+
+    def parsed() -> Iterator[ParsedEpisode]:
+        for file in files:
             try:
-                episode = parse_line(json.loads(line), number, dialect)
-                episode.extra["file"] = file.name
-                parsed.append(episode)
-            except (ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
-                bad.append(BadRow(number, f"{file.name}:{number}: {exc}" if len(files) > 1 else str(exc)))
+                with file.open(encoding="utf-8") as f:
+                    for number, line in enumerate(
+                        tqdm(f, desc=f"importing {file.name}", unit="line", disable=not progress), start=1
+                    ):
+                        if not line.strip():
+                            continue
+                        log.rows += 1
+                        try:
+                            episode = parse_line(json.loads(line), number, dialect)
+                        except (ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+                            log.bad_rows.append(
+                                BadRow(number, f"{file.name}:{number}: {exc}" if len(files) > 1 else str(exc))
+                            )
+                            continue
+                        episode.extra["file"] = file.name
+                        yield episode
+            except (OSError, UnicodeDecodeError) as exc:  # the transaction rolls back: nothing was written
+                raise ImportFileError(f"{file}: cannot read ({exc}); nothing was imported") from None
+
     return write_import(
         store,
-        parsed,
+        parsed(),
+        log,
+        importer="verl",
+        files=files,
+        again=again,
         run_name=run_name or f"verl {path.name}",
         run_kind="rollout",
         source=str(path),
-        rows=rows,
-        bad_rows=bad,
         model=model,
         dialect=dialect,
-        progress=progress,
     )
