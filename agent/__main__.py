@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -149,6 +150,228 @@ def _ask(args: argparse.Namespace) -> int:
     return {"answered": 0, "error": 1}.get(status, 0 if status != "cancelled" else 130)
 
 
+# ---- eval ---------------------------------------------------------------------------------------------------
+# `python -m agent eval` records every episode in the trace store, so (like `ask --db`) this entry point imports
+# traces inside its functions; agent/eval.py itself knows no store.
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from agent.eval import EvalConfig
+    from agent.flags import config_from_args
+    from agent.judge import JudgeConfig, build_judge
+    from traces import StoreError, open_store
+
+    try:
+        eval_cfg = config_from_args(EvalConfig, args)
+        judge = build_judge(config_from_args(JudgeConfig, args))
+        store = open_store(eval_cfg.db)
+    except (ValueError, OSError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if eval_cfg.rejudge:
+            return _eval_rejudge(args, eval_cfg, judge, store)
+        return _eval_run(args, eval_cfg, judge, store)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        judge.close()
+        store.close()
+
+
+def _eval_run(args: argparse.Namespace, eval_cfg, judge, store) -> int:
+    from tqdm import tqdm
+
+    from agent.config import ModelConfig, build_backend, public_config
+    from agent.eval import default_concurrency, run_eval
+    from agent.flags import config_from_args
+    from agent.loop import Budgets
+    from agent.protocol import get_dialect
+    from agent.tools.config import ToolConfig
+    from agent.tools.wiring import build_toolbox
+    from traces import Recorder
+    from traces.eval_data import QuestionSetError, load_question_set
+    from traces.eval_runs import default_run_name, open_eval_run, record_outcome, rejudge_run
+    from traces.stats import run_report
+
+    try:
+        cfg = config_from_args(ModelConfig, args)
+        budgets = config_from_args(Budgets, args)
+        tool_cfg = config_from_args(ToolConfig, args)
+        dialect = get_dialect(cfg.dialect, cfg.prompts_file)
+        questions = load_question_set(
+            eval_cfg.data,
+            store=store,
+            split=eval_cfg.split,
+            limit=eval_cfg.limit,
+            data_sources=eval_cfg.data_source,
+        )
+        if not questions.items:
+            raise QuestionSetError(f"{questions.source}: no questions to evaluate (after --data-source/--limit)")
+        backend = build_backend(cfg)
+        toolbox = build_toolbox(tool_cfg, summariser_model=backend)
+        name = eval_cfg.run_name or default_run_name(cfg.model, questions.name)
+        run = open_eval_run(
+            store,
+            name,
+            model=cfg.model,
+            backend=cfg.backend,
+            dialect=cfg.dialect,
+            dataset=questions.name,
+            config={
+                "model": public_config(cfg),
+                "budgets": dataclasses.asdict(budgets),
+                "tool_config": dataclasses.asdict(tool_cfg),  # no secrets in any of these
+                "judge": judge.describe(),
+                "data": {"spec": eval_cfg.data, "source": questions.source, "split": eval_cfg.split},
+            },
+        )
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in questions.skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    todo = [item for item in questions.items if item.key not in run.done_keys]
+    print(
+        f"eval run {run.run_id} {name!r}: {len(questions.items)} questions from {questions.source}, "
+        f"{len(questions.items) - len(todo)} already done, {len(todo)} to run"
+        + (f" ({run.discarded} failed attempts discarded)" if run.discarded else ""),
+        file=sys.stderr,
+    )
+    if run.judge.get("name") and run.judge["name"] != judge.name:
+        print(
+            f"note: this run was judged by {run.judge['name']}; new episodes are judged by {judge.name} "
+            "(--rejudge judges them all with one judge)",
+            file=sys.stderr,
+        )
+    if run.resumed:  # answers whose judgement never landed (or was unknown) get one now
+        rejudge_run(store, run.run_id, judge, other_judges=False)
+    concurrency = default_concurrency(backend, eval_cfg.concurrency)
+    if eval_cfg.concurrency and concurrency != eval_cfg.concurrency:
+        print(f"note: the {cfg.backend} backend runs one episode at a time", file=sys.stderr)
+    before = run_report(store, run.run_id)
+    bar = tqdm(
+        total=len(questions.items),
+        initial=len(questions.items) - len(todo),
+        disable=not eval_cfg.progress,
+        file=sys.stderr,
+        unit="q",
+        dynamic_ncols=True,
+    )
+
+    def on_progress(p) -> None:
+        judged, correct = before.judged + p.judged, before.correct + p.correct
+        accuracy = f"{100 * correct / judged:.1f}%" if judged else "-"
+        bar.set_postfix_str(f"acc {accuracy} of {judged}, unknown {before.unknown + p.unknown}, errors {p.errors}")
+        bar.update(1)
+
+    recorder = Recorder(store, run_kind="eval", run_id=run.run_id)
+    try:
+        outcome = run_eval(
+            questions.items,
+            backend=backend,
+            toolbox=toolbox,
+            judge=judge,
+            dialect=dialect,
+            budgets=budgets,
+            concurrency=concurrency,
+            done_keys=run.done_keys,
+            on_event=recorder,
+            on_outcome=lambda o: record_outcome(store, o),
+            on_progress=on_progress,
+            max_consecutive_failures=eval_cfg.max_consecutive_failures,
+            config={"model": public_config(cfg), "tool_config": dataclasses.asdict(tool_cfg)},
+        )
+    except RuntimeError as exc:  # the store refused a write: stop rather than run unrecorded
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+        recorder.close()
+    return _finish_eval(store, run.run_id, eval_cfg.report, outcome.stopped)
+
+
+def _finish_eval(store, run_id: int, report_path: str | None, stopped: str | None) -> int:
+    from traces.stats import format_report, report_dict, run_report
+
+    report = run_report(store, run_id)
+    print(format_report(report))
+    if report_path:
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_path).write_text(json.dumps(report_dict(report), indent=2) + "\n")
+        print(f"report written to {report_path}", file=sys.stderr)
+    if stopped == "interrupted":
+        print("interrupted: finished episodes are kept; run the same command to resume", file=sys.stderr)
+        return 130
+    if stopped:
+        print(f"error: {stopped}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _eval_rejudge(args: argparse.Namespace, eval_cfg, judge, store) -> int:
+    from tqdm import tqdm
+
+    from traces.eval_runs import find_eval_run, rejudge_run
+
+    if not eval_cfg.run_name:
+        print("error: --rejudge needs --run-name: the eval run whose answers to judge again", file=sys.stderr)
+        return 2
+    run = find_eval_run(store, eval_cfg.run_name)
+    if run is None:
+        print(f"error: no eval run named {eval_cfg.run_name!r} in {eval_cfg.db}", file=sys.stderr)
+        return 2
+    bar = tqdm(disable=not eval_cfg.progress, file=sys.stderr, unit="answer", desc=f"judging with {judge.name}")
+
+    def on_progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        summary = rejudge_run(store, run.id, judge, on_progress=on_progress)
+    finally:
+        bar.close()
+    print(
+        f"re-judged {summary.judged} answers of run {run.id} with {judge.name}: "
+        f"{summary.changed} verdicts changed, {summary.unknown} still unknown",
+        file=sys.stderr,
+    )
+    return _finish_eval(store, run.id, eval_cfg.report, None)
+
+
+def _eval_compare(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent eval compare",
+        description="Paired comparison of two eval runs over their shared questions: accuracy difference, exact "
+        "McNemar p-value and the questions whose verdict flipped.",
+    )
+    parser.add_argument("run_a", help="run id or name (A)")
+    parser.add_argument("run_b", help="run id or name (B)")
+    parser.add_argument("--db", default=None, help="trace store (default $TRACES_DB or runs/traces.db)")
+    parser.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
+    parser.add_argument("--flips", type=int, default=20, help="flipped questions to list (default 20)")
+    args = parser.parse_args(argv)
+    from traces import NotFoundError, StoreError, open_store
+    from traces.eval_runs import resolve_run
+    from traces.stats import compare_runs, comparison_dict, format_comparison
+
+    db = args.db or os.environ.get("TRACES_DB") or "runs/traces.db"
+    try:
+        with open_store(db) as store:
+            comparison = compare_runs(
+                store, resolve_run(store, args.run_a), resolve_run(store, args.run_b), max_flips=max(args.flips, 0)
+            )
+    except (ValueError, StoreError, NotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(comparison_dict(comparison)))
+    else:
+        print(format_comparison(comparison, show_flips=args.flips))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m agent", description="DeepMMSearch-R1 agent: run episodes and tools."
@@ -171,6 +394,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_episode_arguments(ask)
     ask.set_defaults(func=_ask)
 
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a question set: episodes judged and recorded, accuracy and tool use (also: eval compare A B)",
+        description="Run a question set through the agent, judge every answer, record all in the trace store and "
+        "report accuracy and tool use. Running the same command again resumes. `python -m agent eval compare "
+        "RUN_A RUN_B` compares two runs.",
+    )
+    from agent.eval import EvalConfig
+    from agent.flags import add_config_arguments
+    from agent.judge import JudgeConfig
+
+    add_config_arguments(ev, EvalConfig, title="eval")
+    add_config_arguments(ev, JudgeConfig, title="judge", description="key from JUDGE_API_KEY")
+    add_episode_arguments(ev)
+    ev.set_defaults(func=_eval)
+
     # Listed for --help only: main() hands `search ...` to agent.search_cli untouched, flags and all.
     sub.add_parser(
         "search", help="run one tool by hand: search text QUERY | image PATH | build-corpus (see `search --help`)"
@@ -184,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         from agent.search_cli import main as search_main
 
         return search_main(argv[1:])
+    if argv[:2] == ["eval", "compare"]:
+        return _eval_compare(argv[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

@@ -25,6 +25,10 @@ ALLOWED = {
 ALLOWED_EXCEPTIONS = {
     # `python -m agent ... --db FILE` records the episode: the CLI entry point, not library code, opens the store.
     ("agent.__main__", "traces"),
+    # `python -m agent eval` records into the store: question sets, the eval run and its report come from traces.
+    ("agent.__main__", "traces.eval_data"),
+    ("agent.__main__", "traces.eval_runs"),
+    ("agent.__main__", "traces.stats"),
 }
 # Circles that other work in progress is removing; each entry must go when that work lands.
 KNOWN_CIRCLES: set[frozenset[str]] = {

@@ -102,6 +102,7 @@ class Recorder:
         run_config: dict[str, Any] | None = None,
         strict: bool = True,
         flush_interval_s: float = 1.0,
+        run_id: int | None = None,
     ):
         self.store = store
         self.run_kind = run_kind
@@ -116,6 +117,9 @@ class Recorder:
         self.writer = writer_token()
         self._live: dict[str, _Live] = {}
         self._runs: dict[tuple[str, str, str], int] = {}
+        # A given run (eval resuming into its run, GRPO's rollout run) takes every episode; otherwise one run is
+        # created per (model, backend, dialect) at its first episode.
+        self.fixed_run_id = run_id
         self._lock = threading.Lock()
         self._handlers: dict[type, Callable[[Any], None]] = {
             EpisodeStarted: self._episode_started,
@@ -146,7 +150,7 @@ class Recorder:
     @property
     def run_ids(self) -> list[int]:
         with self._lock:
-            return list(self._runs.values())
+            return list(self._runs.values()) if self.fixed_run_id is None else [self.fixed_run_id]
 
     def episode_ids(self) -> list[str]:
         """Episodes started and not yet finished."""
@@ -196,6 +200,8 @@ class Recorder:
         return ep
 
     def _run_id(self, event: EpisodeStarted) -> int:
+        if self.fixed_run_id is not None:
+            return self.fixed_run_id
         key = (event.model, event.backend, event.dialect)
         with self._lock:
             if key in self._runs:
@@ -252,6 +258,8 @@ class Recorder:
                     backend=e.backend,
                     dialect=e.dialect,
                     dataset=str(config.get("dataset")) if config.get("dataset") else None,
+                    # The question's identity across runs, when the caller knows it (eval, GRPO rollouts).
+                    item_key=str(config["item_key"]) if config.get("item_key") else None,
                     config=config,
                     status="running",
                     reason="",

@@ -23,3 +23,26 @@ def set_verdict(
         )
         if done.rowcount == 0:
             raise NotFoundError(f"no episode {episode_id!r}")
+
+
+def set_judgement(store: TraceStore, episode_id: str, verdict: str, reason: str, judge: str) -> None:
+    """Record an agent.judge Judgement's fields: `verdict` (correct | incorrect | unknown), the judge's reason and
+    name. `correct` and `judge_score` follow the verdict (None for unknown), so filters on either agree."""
+    if verdict not in ("correct", "incorrect", "unknown"):
+        raise ValueError(f"verdict must be correct, incorrect or unknown, not {verdict!r}")
+    correct = {"correct": True, "incorrect": False}.get(verdict)
+    with store.write() as conn:
+        done = conn.execute(
+            update(episodes)
+            .where(episodes.c.uid == episode_id)
+            .values(
+                verdict=verdict,
+                judge_reason=reason,
+                judge=judge or None,
+                correct=correct,
+                judge_score=None if correct is None else float(correct),
+                updated_at=time.time(),
+            )
+        )
+        if done.rowcount == 0:
+            raise NotFoundError(f"no episode {episode_id!r}")

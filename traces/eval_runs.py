@@ -1,0 +1,153 @@
+"""An eval run in the trace store: create or resume it, write judgements, judge stored answers again.
+
+`python -m agent eval` wires agent/eval.py (which knows no store) to these functions:
+- `open_eval_run` finds the eval run of that name or creates it. Resuming keeps every completed episode
+  (answered, budget_exhausted, format_error) and deletes the run's failed attempts (error, cancelled,
+  interrupted), whose questions then run again, so a run holds one episode per question.
+- `record_outcome` writes an episode's judgement (verdict, reason, judge) when the eval reports it.
+- `rejudge_run` judges stored answers without running episodes: the ones never judged (a process that died
+  between the answer and the verdict), those judged `unknown`, and with `other_judges` every one a different
+  judge decided. The run's recorded judge becomes the one that judged last.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+
+from agent.eval import JUDGED_STATUSES, EpisodeOutcome
+from agent.judge import Judge
+from traces.models import episodes, runs
+from traces.store import TraceStore
+from traces.verdicts import set_judgement
+
+FAILED_STATUSES = ("error", "cancelled", "interrupted")
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    run_id: int
+    name: str
+    resumed: bool
+    done_keys: frozenset[str]  # item keys with a completed episode: skipped on this run
+    discarded: int  # failed attempts deleted so that their questions run again
+    judge: dict[str, Any]  # the judge recorded with the run before this command
+
+
+def default_run_name(model: str, data_name: str) -> str:
+    return f"eval {PurePath(model.rstrip('/')).name or model} on {data_name}"
+
+
+def find_eval_run(store: TraceStore, name: str) -> Any | None:
+    with store.read() as conn:
+        return conn.execute(
+            select(runs).where(runs.c.name == name, runs.c.kind == "eval").order_by(runs.c.id.desc()).limit(1)
+        ).first()
+
+
+def open_eval_run(
+    store: TraceStore,
+    name: str,
+    *,
+    model: str,
+    backend: str,
+    dialect: str,
+    dataset: str | None,
+    config: dict[str, Any],
+) -> EvalRun:
+    """The eval run called `name`, resumed if it exists (same model, backend and dialect), else a new one."""
+    run = find_eval_run(store, name)
+    if run is None:
+        run_id = store.create_run(
+            name, "eval", model=model, backend=backend, dialect=dialect, dataset=dataset, config=config
+        )
+        return EvalRun(run_id, name, False, frozenset(), 0, {})
+    recorded = (run.model, run.backend, run.dialect)
+    if recorded != (model, backend, dialect):
+        raise ValueError(
+            f"eval run {name!r} (run {run.id}) was recorded with {'/'.join(map(str, recorded))}, not "
+            f"{model}/{backend}/{dialect}: choose another --run-name to evaluate this model"
+        )
+    e = episodes.c
+    with store.write() as conn:
+        discarded = conn.execute(delete(episodes).where(e.run_id == run.id, e.status.in_(FAILED_STATUSES))).rowcount
+        keys = conn.execute(
+            select(e.item_key).where(e.run_id == run.id, e.status.in_(JUDGED_STATUSES), e.item_key.is_not(None))
+        ).scalars()
+        done = frozenset(keys)
+    return EvalRun(run.id, name, True, done, int(discarded or 0), dict((run.config or {}).get("judge") or {}))
+
+
+def resolve_run(store: TraceStore, ref: str) -> int:
+    """A run id, or the newest run of that name (an eval run before any other kind)."""
+    if ref.isdigit():
+        return int(ref)
+    with store.read() as conn:
+        row = conn.execute(
+            select(runs.c.id).where(runs.c.name == ref).order_by((runs.c.kind == "eval").desc(), runs.c.id.desc())
+        ).first()
+    if row is None:
+        raise ValueError(f"no run named {ref!r}")
+    return int(row.id)
+
+
+def set_run_judge(store: TraceStore, run_id: int, description: dict[str, Any]) -> None:
+    """Record which judge the run's verdicts come from (the report names it)."""
+    with store.write() as conn:
+        config = conn.execute(select(runs.c.config).where(runs.c.id == run_id)).scalar_one()
+        conn.execute(update(runs).where(runs.c.id == run_id).values(config={**(config or {}), "judge": description}))
+
+
+def record_outcome(store: TraceStore, outcome: EpisodeOutcome) -> None:
+    """Write a finished eval episode's judgement (episodes that were not judged keep verdict NULL)."""
+    j = outcome.judgement
+    if j is not None:
+        set_judgement(store, outcome.episode_id, j.verdict, j.reason, j.judge)
+
+
+@dataclass(frozen=True)
+class RejudgeSummary:
+    judged: int
+    changed: int  # decided verdicts that differ from the ones stored before
+    unknown: int  # still undecided after this judge
+
+
+def rejudge_run(
+    store: TraceStore,
+    run_id: int,
+    judge: Judge,
+    *,
+    other_judges: bool = True,
+    batch: int = 64,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RejudgeSummary:
+    """Judge the run's stored answers again (see the module docstring for which); returns what changed."""
+    e = episodes.c
+    needed = or_(e.correct.is_(None), e.verdict == "unknown")
+    if other_judges:
+        needed = or_(needed, func.coalesce(e.judge, "") != judge.name)
+    with store.read() as conn:
+        rows = conn.execute(
+            select(e.uid, e.question, e.final_answer, e.gold_answers, e.correct)
+            .where(and_(e.run_id == run_id, e.status.in_(JUDGED_STATUSES), needed))
+            .order_by(e.id)
+        ).all()
+    judged = changed = unknown = 0
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        verdicts = judge.judge_many_sync([(r.question, r.final_answer, tuple(r.gold_answers or ())) for r in chunk])
+        for row, j in zip(chunk, verdicts, strict=True):
+            set_judgement(store, row.uid, j.verdict, j.reason, j.judge)
+            judged += 1
+            unknown += j.verdict == "unknown"
+            if j.verdict != "unknown" and row.correct is not None and (j.verdict == "correct") != row.correct:
+                changed += 1
+        if on_progress is not None:
+            on_progress(judged, len(rows))
+    set_run_judge(store, run_id, {**judge.describe(), "judged_at": time.time()})
+    return RejudgeSummary(judged, changed, unknown)
