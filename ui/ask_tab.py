@@ -14,11 +14,10 @@ from typing import Any
 import gradio as gr
 
 from agent.images import load_image
-from ui.component_io import preprocessed
 from ui.episode import EpisodeCrashed, EpisodeRequest, event_batches, run_whole_episode
 from ui.errors import friendly_error
 from ui.examples import Example
-from ui.panel import EpisodePanel, PanelFrames, build_panel
+from ui.panel import EpisodePanel, LiveFrames, build_panel
 from ui.render import EpisodeView, notice_message
 from ui.runtime import Runtime
 from ui.settings import BUDGET_FIELDS, AppConfig, public_settings, resolve_settings
@@ -60,27 +59,22 @@ def build_ask_tab(app: AppConfig, runtime: Runtime, examples: list[Example]) -> 
     # Inputs as a set: Gradio passes one {component: value} dict, so the settings panel can grow freely.
     inputs = {question, image, gold, *settings.components}
 
-    async def run(data: dict, request: gr.Request) -> AsyncIterator[list[Any]]:
-        # Preprocessing may open the upload: in a worker thread, off the event loop that serves every page.
-        values = await asyncio.to_thread(
-            lambda: {component: preprocessed(component, value) for component, value in data.items()}
-        )
+    async def run(values: dict, request: gr.Request) -> AsyncIterator[list[Any]]:
         form = {key: values[component] for key, component in zip(settings.keys, settings.components, strict=True)}
+        frames = LiveFrames(panel)
         async for frame in ask_episode(
-            app, runtime, PanelFrames(panel), values[question], values[image], values[gold], form, request
+            app, runtime, frames, values[question], values[image], values[gold], form, request
         ):
             yield frame
 
     outputs = [*panel.outputs, ask, stop]
-    # Inputs are preprocessed (in one worker thread) and frames encoded by `run`, not by Gradio: ui.component_io says why.
     streaming = dict(
         inputs=inputs,
         outputs=outputs,
         concurrency_limit=app.max_concurrent_episodes,
         concurrency_id=EPISODE_CONCURRENCY_ID,
         show_progress="hidden",
-        preprocess=False,
-        postprocess=False,
+        postprocess=False,  # frames are encoded by LiveFrames: ui.panel says why
     )
     event = ask.click(run, api_name="ask", **streaming)
     question.submit(run, api_name=False, **streaming)
@@ -104,15 +98,15 @@ def _buttons(running: bool) -> list[Any]:
 _BUTTONS_AS_THEY_ARE = [ASK_LABEL, STOP_LABEL]
 
 
-def _message_only(frames: PanelFrames, message: dict, *, running: bool = False) -> list[Any]:
+async def _message_only(frames: LiveFrames, message: dict, *, running: bool = False) -> list[Any]:
     """Clear the panel and show one message in the chat."""
-    return frames.frame(EpisodeView(), extra_messages=[message]) + _buttons(running)
+    return await frames.next(EpisodeView(), extra_messages=[message]) + _buttons(running)
 
 
 async def ask_episode(
     app: AppConfig,
     runtime: Runtime,
-    frames: PanelFrames,
+    frames: LiveFrames,
     question: str,
     image_path: str | None,
     gold_json: str,
@@ -126,7 +120,7 @@ async def ask_episode(
     """
     question = (question or "").strip()
     if not question:
-        yield _message_only(
+        yield await _message_only(
             frames, notice_message("⚠ Nothing to ask", "Type a question (and usually upload an image) first.")
         )
         return
@@ -136,7 +130,7 @@ async def ask_episode(
         )
         gold = tuple(json.loads(gold_json)) if gold_json else ()
     except Exception as exc:
-        yield _message_only(frames, notice_message("⚠ Cannot start", friendly_error(exc)))
+        yield await _message_only(frames, notice_message("⚠ Cannot start", friendly_error(exc)))
         return
 
     if model_cfg.backend == "transformers" and runtime.cached_backend(model_cfg) is None:
@@ -148,10 +142,10 @@ async def ask_episode(
                 f"Loading {model_cfg.model} (first question only; later questions reuse it). "
                 f"{time.monotonic() - start:.0f} s so far. A 7B model takes about a minute on a GPU."
             )
-            yield _message_only(frames, notice_message("⏳ Loading the model…", text, pending=True), running=True)
+            yield await _message_only(frames, notice_message("⏳ Loading the model…", text, pending=True), running=True)
             await asyncio.wait({loading}, timeout=1.0)
         if loading.exception() is not None:
-            yield _message_only(
+            yield await _message_only(
                 frames, notice_message("⚠ The model could not be loaded", friendly_error(loading.exception()))
             )
             return
@@ -171,7 +165,7 @@ async def ask_episode(
     )
     cancel = runtime.start_episode(session, req.episode_id)
     view = EpisodeView()
-    yield frames.frame(view) + _buttons(True)
+    yield await frames.next(view) + _buttons(True)
     try:
         # aclosing: when the page goes away, the batches close (and cancel the episode) at once, not at garbage collection.
         batches = event_batches(
@@ -184,17 +178,15 @@ async def ask_episode(
             async for batch in batches:
                 for event in batch:
                     view.apply(event)
-                yield await frames.next_frame(view) + (
-                    _buttons(False) if view.finished is not None else _BUTTONS_AS_THEY_ARE
-                )
+                yield await frames.next(view) + (_buttons(False) if view.finished is not None else _BUTTONS_AS_THEY_ARE)
     except EpisodeCrashed as exc:
-        yield await frames.next_frame(
-            view, extra_messages=[notice_message("⚠ The episode stopped", str(exc))]
-        ) + _buttons(False)
+        yield await frames.next(view, extra_messages=[notice_message("⚠ The episode stopped", str(exc))]) + _buttons(
+            False
+        )
     finally:
         runtime.finish_episode(session, req.episode_id)
     if view.finished is None:  # defensive: the stream ended without a closing event
-        yield await frames.next_frame(view) + _buttons(False)
+        yield await frames.next(view) + _buttons(False)
 
 
 def _retrieve(task: asyncio.Future) -> None:

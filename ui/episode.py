@@ -7,7 +7,8 @@ written before the page sees it. The page takes whatever events have piled up si
 one batch, at most one batch per frame interval (40 ms, longer while the process is busy): when tokens
 arrive faster than the browser can be updated, updates get bigger rather than later. The first event
 after a quiet spell goes out at once. The batches are an async generator, driven by the event loop
-without a thread hop per frame, and the model stream is read once per frame (agent.models.read_pacing).
+without a thread hop per frame. Only the page coalesces: the worker reads the model's stream as it comes
+(the backend knows nothing of frames) and appends each event to a buffer that the page drains per frame.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from PIL import Image
 from agent.config import ModelConfig, public_config
 from agent.events import EpisodeFinished, Event
 from agent.loop import Budgets, run_episode
-from agent.models.read_pacing import FramePace, paced_by
 from agent.protocol import get_dialect
 from ui.errors import friendly_error
 from ui.gpu import gpu_task
@@ -198,14 +198,9 @@ async def event_batches(
     """
     record_final = record_and_wait or record
     out = _Mailbox(asyncio.get_running_loop())
-    pace = FramePace(min_interval_s)
     interval = min_interval_s
 
     def work() -> None:
-        with paced_by(pace):
-            _work()
-
-    def _work() -> None:
         view = EpisodeView()
         gen = events()
         try:
@@ -245,15 +240,12 @@ async def event_batches(
     try:
         while True:
             # Frames are capped at one per interval, since each re-renders and re-sends the panel: tokens
-            # that arrive meanwhile join the next frame, and the model stream is read just before it
-            # (agent.models.read_pacing). The stream's end cuts a frame's wait short.
+            # that arrive meanwhile join the next frame. The stream's end cuts a frame's wait short.
             due = last_yield + interval
             if due > time.monotonic():
-                pace.frame_due(due, interval)
                 if not await out.wait("last", due - time.monotonic()):
                     interval = frame_interval(interval, time.monotonic() - due, min_interval_s, max_interval_s)
-            if out.empty():
-                pace.idle()  # a quiet spell: the next event goes out at once
+            if out.empty():  # a quiet spell: the next event goes out at once
                 if not await out.wait("any", tick_s):
                     yield []
                     continue
@@ -270,7 +262,6 @@ async def event_batches(
             if any(isinstance(e, EpisodeFinished) for e in events_now):
                 return
     finally:
-        pace.idle()  # no reader waits for a frame that will not come
         cancel.set()  # harmless after the end; stops the episode when the page went away mid-way
 
 

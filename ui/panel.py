@@ -1,8 +1,15 @@
 """The episode panel: the components that show one episode, shared by the Ask and Traces tabs.
 
 Both tabs build this same panel and fill it from the same render functions, so a stored episode looks
-exactly like a live one: the Traces tab with `panel_values`, the Ask tab's stream with `PanelFrames`, which
-encodes each frame itself and the heavy outputs (the annotated image, the crop) only when they change.
+exactly like a live one: the Traces tab with `panel_values`, the Ask tab's stream with `LiveFrames`.
+
+The Ask tab's streaming event is registered with `postprocess=False`, and `LiveFrames` encodes each frame
+with the components' own `postprocess`: Gradio would run each output's postprocess in a worker thread of
+its own, nine thread hops a frame, and under load (bench/app_load.py, 20 sessions) that tripled the
+per-token overhead (p95 230-280 ms against 42-92 ms). The outputs that depend only on tool results (the
+annotated image, the crop, its caption, the cards) are encoded when a result arrives, not per frame: an
+image given anew is encoded anew (the annotated image as WebP plus a PNG mask per box). `gr.skip()` would
+not do: Gradio turns it into a component update and rebuilds the component on every frame (p95 over 600 ms).
 """
 
 from __future__ import annotations
@@ -12,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from gradio.data_classes import GradioModel, GradioRootModel
 
-from ui.component_io import payload
 from ui.render import (
     EpisodeView,
     answer_html,
@@ -85,83 +92,49 @@ def results_key(view: EpisodeView) -> tuple:
     return (view.episode_id, id(view.image), done)
 
 
-def _image_values(view: EpisodeView) -> tuple[Any, Any, str]:
-    """The annotated image, the crop and its caption: the slow part of a panel, composed from scratch."""
+def text_values(view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
+    """The chat, the answer and the counters: what changes with every streamed token."""
+    messages = chat_messages(view) + list(extra_messages or [])
+    return [messages, answer_html(view), counters_html(view)]
+
+
+def result_values(view: EpisodeView) -> list[Any]:
+    """The annotated image, the crop, its caption and the result cards: what changes only with a tool result."""
     panel = crop_panel(view)
     annotated = (panel.image, list(panel.boxes)) if panel.image is not None else None
-    return annotated, panel.crop, panel.caption
+    return [annotated, panel.crop, panel.caption, result_cards_html(view)]
 
 
 def panel_values(view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
     """Values for `EpisodePanel.outputs`, for an event that lets Gradio postprocess them (the Traces tab)."""
-    annotated, crop, caption = _image_values(view)
-    messages = chat_messages(view) + list(extra_messages or [])
-    return [messages, answer_html(view), counters_html(view), annotated, crop, caption, result_cards_html(view)]
+    return text_values(view, extra_messages=extra_messages) + result_values(view)
 
 
-class PanelFrames:
-    """The panel's frames for a streaming event registered with `postprocess=False` (the Ask tab).
+def encoded(component: gr.components.Component, value: Any) -> Any:
+    """What Gradio itself sends to the page for `value`: the component's postprocess, serialised."""
+    out = component.postprocess(value)
+    return out.model_dump() if isinstance(out, GradioModel | GradioRootModel) else out
 
-    Each frame is encoded here with the components' own postprocess (ui.component_io says why), the chat
-    message by message, reusing the encoding of messages unchanged since the last frame. What
-    depends only on tool results (the two images, the caption, the cards) is rendered when a result
-    arrives, not per frame; unchanged, the same payloads go out again (the images' files are already in
-    Gradio's cache) and the stream's diff for them is empty. `gr.skip()` would not do: Gradio treats it as
-    a component update and rebuilds the component and its config, API schemas included, on every frame.
-    """
+
+class LiveFrames:
+    """The encoded frames of one streaming episode, for an event registered with `postprocess=False`.
+
+    The chat, answer and counters are encoded every frame; the result outputs when a result arrives, in a
+    worker thread (composing and encoding a large image must not stall the event loop that serves every
+    page), and otherwise the same payloads go out again: the stream's diff for them is empty."""
 
     def __init__(self, panel: EpisodePanel) -> None:
         self.panel = panel
-        self._results_key: tuple | None = None
-        self._from_results: tuple[Any, Any, str, str] = (None, None, "", "")
-        self._chat_cache: list[tuple[dict, list[Any]]] = []  # (message, its encoding), by position
+        self._shown: tuple | None = None
+        self._results: list[Any] = []
 
-    def frame(self, view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
-        p = self.panel
-        if results_key(view) != self._results_key:
-            self._encode_results(view)
-        annotated_out, crop_out, caption_out, cards_out = self._from_results
-        messages = chat_messages(view) + list(extra_messages or [])
-        return [
-            self._chat_payload(messages),
-            payload(p.answer, answer_html(view)),
-            payload(p.counters, counters_html(view)),
-            annotated_out,
-            crop_out,
-            caption_out,
-            cards_out,
-        ]
+    def _encode(self, components: list[Any], values: list[Any]) -> list[Any]:
+        return [encoded(component, value) for component, value in zip(components, values, strict=True)]
 
-    def _chat_payload(self, messages: list[dict]) -> list[Any]:
-        """`payload(chat, messages)`, encoding only the messages that changed since the last frame (the
-        Chatbot's postprocess works message by message; mid-stream only the live turn changes)."""
-        encoded: list[Any] = []
-        cache: list[tuple[dict, list[Any]]] = []
-        for i, message in enumerate(messages):
-            if i < len(self._chat_cache) and self._chat_cache[i][0] == message:
-                cache.append(self._chat_cache[i])
-            else:
-                cache.append((message, payload(self.panel.chat, [message])))
-            encoded.extend(cache[-1][1])
-        self._chat_cache = cache
-        return encoded
-
-    async def next_frame(self, view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
-        """`frame` for a generator on the event loop: a new result's images are composed and encoded (PNG
-        into Gradio's cache) in a worker thread, so one episode's large image never stalls every page."""
-        if results_key(view) != self._results_key:
-            await asyncio.to_thread(
-                self._encode_results, view
-            )  # the view does not change meanwhile: its owner awaits this
-        return self.frame(view, extra_messages=extra_messages)
-
-    def _encode_results(self, view: EpisodeView) -> None:
-        p = self.panel
-        annotated, crop, caption = _image_values(view)
-        self._from_results = (
-            payload(p.image, annotated),
-            payload(p.crop, crop),
-            payload(p.crop_caption, caption),
-            payload(p.cards, result_cards_html(view)),
-        )
-        self._results_key = results_key(view)
+    async def next(self, view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
+        outputs = self.panel.outputs
+        if results_key(view) != self._shown:
+            # The view does not change meanwhile: its owner awaits this.
+            self._results = await asyncio.to_thread(lambda: self._encode(outputs[3:], result_values(view)))
+            self._shown = results_key(view)
+        return self._encode(outputs[:3], text_values(view, extra_messages=extra_messages)) + self._results

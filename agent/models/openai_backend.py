@@ -20,7 +20,6 @@ import httpx
 from PIL import Image
 
 from agent.models.base import BackendError, Delta, Message, map_image_parts
-from agent.models.read_pacing import paced_transport
 from agent.tls import shared_ssl_context
 
 # Above this many pixels images are sent as JPEG: PNG data URIs of photos run to megabytes.
@@ -107,12 +106,7 @@ class OpenAIBackend:
         self.max_pixels = max_pixels
         self.extra_body = dict(extra_body or {})
         self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
-        # Paced: a consumer that shows the stream in frames can have it read once per frame (read_pacing).
-        # `verify` is given to the client too, for the proxy transports it mounts from the environment.
-        transport = paced_transport(verify=shared_ssl_context())
-        self._client = httpx.Client(
-            timeout=self._timeout, follow_redirects=False, verify=shared_ssl_context(), transport=transport
-        )
+        self._client = httpx.Client(timeout=self._timeout, follow_redirects=False, verify=shared_ssl_context())
 
     @property
     def endpoint(self) -> str:

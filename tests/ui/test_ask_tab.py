@@ -9,7 +9,7 @@ from agent.events import EpisodeFinished
 from agent.tools.base import Toolbox
 from ui.ask_tab import ask_episode
 from ui.episode import set_runtime
-from ui.panel import PanelFrames, build_panel
+from ui.panel import LiveFrames, build_panel
 from ui.runtime import Runtime
 from ui.settings import app_config_from_args, build_parser
 
@@ -23,7 +23,7 @@ def _app(model: str):
 
 def _frames():
     with gr.Blocks():
-        return PanelFrames(build_panel("t"))
+        return LiveFrames(build_panel("t"))
 
 
 def _ask(app, runtime, question="What is this?"):
