@@ -15,7 +15,8 @@ from typing import Any
 
 from traces.annotations import annotate, get_label_set, set_label_set
 from traces.errors import StoreError
-from traces.queries import count_episodes, get_run, list_runs, run_stats
+from traces.queries import count_episodes, get_run, list_runs
+from traces.stats import format_report, report_dict, run_report, runs_table
 from traces.store import open_store
 
 DEFAULT_DB = "runs/traces.db"
@@ -90,40 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def _num(x: float | None, fmt: str = ".1f") -> str:
-    return "-" if x is None else format(x, fmt)
-
-
 def cmd_stats(store: Any, args: argparse.Namespace) -> None:
     recovered = store.recover_interrupted()
     runs = [get_run(store, args.run)] if args.run is not None else list_runs(store)
     if args.check:
         print(f"integrity_check: {store.integrity_check()}", file=sys.stderr)
+    # The same statistics as `python -m agent eval`'s report and the Compare tab: one implementation, traces.stats.
+    reports = [run_report(store, run.id) for run in runs]
     if args.json:
-        for run in runs:
-            print(json.dumps({"run": asdict(run), "stats": asdict(run_stats(store, run.id))}, default=str))
+        for run, report in zip(runs, reports, strict=True):
+            print(json.dumps({"run": asdict(run), "stats": report_dict(report)}, default=str))
         return
     print(
         f"{store.url}: {len(runs)} runs, {count_episodes(store)} episodes"
         + (f" ({recovered} marked interrupted)" if recovered else "")
     )
-    header = f"{'id':>4} {'kind':9} {'name':28} {'model':24} {'eps':>6} {'acc':>6} {'tool':>6} {'text':>6} {'whole':>6} {'crop':>6} {'selfc':>6} {'fmt':>6} {'tok':>7} {'p50 s':>6} {'p95 s':>6}"
-    print(header)
-    for run in runs:
-        s = run_stats(store, run.id)
-        acc = s.human_accuracy if s.human_judged else s.judge_accuracy
-        print(
-            f"{run.id:>4} {run.kind[:9]:9} {run.name[:28]:28} {(run.model or '-')[-24:]:24} {s.episodes:>6} {_pct(acc):>6} "
-            f"{_pct(s.tool_use_share):>6} {_pct(s.text_search_share):>6} {_pct(s.whole_image_share):>6} {_pct(s.crop_share):>6} "
-            f"{_pct(s.self_correction_share):>6} {_pct(s.format_ok_share):>6} {_num(s.mean_response_tokens, '.0f'):>7} "
-            f"{_num(s.latency_p50_s):>6} {_num(s.latency_p95_s):>6}"
-        )
-        statuses = ", ".join(f"{k} {v}" for k, v in sorted(s.status_counts.items()))
-        print(f"{'':4} statuses: {statuses}")
+    print(format_report(reports[0]) if args.run is not None else runs_table(reports))
 
 
 def cmd_import(store: Any, args: argparse.Namespace) -> int:

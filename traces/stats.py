@@ -21,6 +21,7 @@ Definitions:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -303,6 +304,34 @@ def format_report(report: RunReport) -> str:
     )
     if report.human_judged:
         lines.append(f"  annotators   {_pct(report.human_accuracy)} correct of {report.human_judged} reviewed")
+    return "\n".join(lines)
+
+
+def runs_table(reports: Sequence[RunReport]) -> str:
+    """One line per run (accuracy, unknowns, errors, tool-usage shares, means) and its statuses: `traces stats`."""
+    short = {
+        "answered_directly": "direct",
+        "text_search_only": "text",
+        "whole_image_search": "whole",
+        "crop_search": "crop",
+        "image_and_text_search": "img+txt",
+        "several_text_searches": "texts2+",
+        "self_correction": "selfc",
+    }
+    usage = " ".join(f"{label:>7}" for label in short.values())
+    lines = [
+        f"{'id':>4} {'kind':9} {'name':28} {'model':24} {'eps':>6} {'acc':>6} {'judged':>6} {'unk':>4} {'err':>4} "
+        f"{usage} {'turns':>5} {'calls':>5} {'tok':>6} {'lat s':>6} {'human':>6}"
+    ]
+    for r in reports:
+        shares = " ".join(f"{_pct(r.tool_usage[key]):>7}" for key in short)
+        lines.append(
+            f"{r.run_id:>4} {r.kind[:9]:9} {r.run_name[:28]:28} {(r.model or '-')[-24:]:24} {r.n:>6} "
+            f"{_pct(r.accuracy):>6} {r.judged:>6} {r.unknown:>4} {r.errors:>4} {shares} {_num(r.mean_turns):>5} "
+            f"{_num(r.mean_tool_calls):>5} {_num(r.mean_response_tokens, '.0f'):>6} {_num(r.mean_latency_s):>6} "
+            f"{_pct(r.human_accuracy):>6}"
+        )
+        lines.append(f"{'':4} statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(r.status_counts.items())))
     return "\n".join(lines)
 
 

@@ -28,7 +28,7 @@ def test_recorded_episode_shows_in_stats(tmp_path, capsys):
     assert "cli demo" in out and "answered 1" in out
     assert main(["stats", "--db", str(db), "--json"]) == 0
     line = json.loads(capsys.readouterr().out.splitlines()[0])
-    assert line["stats"]["crop_share"] == 1.0
+    assert line["stats"]["tool_usage"]["crop_search"] == 1.0
 
 
 def test_import_annotate_export_round_trip(tmp_path, capsys):
