@@ -388,7 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--gold", action="append", help="a gold answer, recorded with the episode (repeatable)")
     ask.add_argument("--json", action="store_true", help="print one JSON object per event, one per line")
     ask.add_argument("--db", help="record the episode in this trace store (SQLite path or SQLAlchemy URL)")
-    ask.add_argument("--run-name", help="run to record under (default: one per model and dialect)")
+    ask.add_argument(
+        "--run-name",
+        help="run to record under; episodes with the same name, model, backend and dialect share one run across "
+        "calls (default name: 'demo <model> (<backend>, <dialect>)')",
+    )
     from agent.config import add_episode_arguments
 
     add_episode_arguments(ask)

@@ -14,7 +14,14 @@ cli (python -m traces). Each function module takes the store as its first argume
 store imports none of them.
 """
 
-from traces.errors import CorruptDatabaseError, ForeignDatabaseError, NotFoundError, SchemaTooNewError, StoreError
+from traces.errors import (
+    AmbiguousIdError,
+    CorruptDatabaseError,
+    ForeignDatabaseError,
+    NotFoundError,
+    SchemaTooNewError,
+    StoreError,
+)
 from traces.queries import EpisodeFilter
 from traces.recorder import Recorder
 from traces.records import (
@@ -33,6 +40,7 @@ from traces.records import (
 from traces.store import TraceStore, open_store
 
 __all__ = [
+    "AmbiguousIdError",
     "AgreementRow",
     "AnnotationRecord",
     "CorruptDatabaseError",

@@ -1,7 +1,9 @@
-"""`python -m traces stats|import|export|annotate|labels ...`: inspect, load and dump the trace store.
+"""`python -m traces list|stats|import|export|annotate|labels ...`: inspect, load and dump the trace store.
 
 The database comes from --db, else $TRACES_DB, else runs/traces.db (a path or any SQLAlchemy URL).
-Errors print one line saying what to do and exit with status 2; nothing is ever overwritten.
+Errors print one line saying what to do and exit with status 2; nothing is ever overwritten. Wherever a command
+takes an episode id, an unambiguous prefix of it will do (as `list` prints them). When the reader of the output
+goes away (`... | head`), the command stops quietly with status 141, as other Unix tools do.
 """
 
 from __future__ import annotations
@@ -10,12 +12,24 @@ import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 from typing import Any
 
 from traces.annotations import annotate, get_label_set, set_label_set
 from traces.errors import StoreError
-from traces.queries import count_episodes, get_run, list_runs
+from traces.queries import (
+    MAX_PAGE,
+    PATTERNS,
+    REVIEW_STATES,
+    EpisodeFilter,
+    count_episodes,
+    get_run,
+    list_episodes,
+    list_runs,
+    resolve_episode_id,
+)
+from traces.records import FINAL_STATUSES, EpisodeSummary
 from traces.stats import format_report, report_dict, run_report, runs_table
 from traces.store import open_store
 
@@ -33,6 +47,27 @@ def _db_arg(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m traces", description="Inspect, load and dump the trace store.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="episodes with their ids, newest first, filtered as in the app's Traces tab")
+    _db_arg(ls)
+    ls.add_argument("--run", type=int, action="append", help="only this run id (repeatable)")
+    ls.add_argument(
+        "--status",
+        action="append",
+        choices=[*FINAL_STATUSES, "running", "pending"],
+        help="only this status (repeatable)",
+    )
+    ls.add_argument("--review", choices=REVIEW_STATES, help="annotation state")
+    ls.add_argument("--verdict", choices=["correct", "incorrect", "unjudged"], help="annotators' verdict, else judge's")
+    ls.add_argument("--pattern", choices=PATTERNS, help="tool use")
+    ls.add_argument("--model", help="model name, exactly as recorded")
+    ls.add_argument("--dialect", help="tag dialect")
+    ls.add_argument("--dataset", help="dataset name")
+    ls.add_argument("--annotator", help="annotated by this person")
+    ls.add_argument("--text", help="words that must all occur in the question, answer or search queries")
+    ls.add_argument("--limit", type=int, default=20, help="how many episodes (default 20)")
+    ls.add_argument("--oldest-first", action="store_true")
+    ls.add_argument("--json", action="store_true", help="one JSON object per episode, one per line (full ids)")
 
     stats = sub.add_parser("stats", help="runs and their aggregates (tool use, accuracy, tokens, latency)")
     _db_arg(stats)
@@ -73,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     note = sub.add_parser("annotate", help="add or edit your annotation of an episode")
     _db_arg(note)
-    note.add_argument("episode_id")
+    note.add_argument("episode_id", help="the episode's id, or an unambiguous prefix of it (see `list`)")
     note.add_argument("--annotator", required=True)
     note.add_argument("--label", action="append", help="a label from the label set (repeatable)")
     note.add_argument("--correct", choices=["yes", "no"])
@@ -89,6 +124,71 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--name", default="default")
     labels.add_argument("--set", nargs="+", metavar="LABEL", help="replace the set's labels (the old version is kept)")
     return parser
+
+
+SHORT_ID = 12  # characters of an id shown in the table: unambiguous in practice for uuid4 hex ids (48 bits)
+
+
+def list_filter(args: argparse.Namespace) -> EpisodeFilter:
+    return EpisodeFilter(
+        run_ids=tuple(args.run or ()),
+        status=tuple(args.status or ()),
+        review=args.review,
+        correct={"correct": True, "incorrect": False}.get(args.verdict or ""),
+        judged=False if args.verdict == "unjudged" else None,
+        pattern=args.pattern,
+        model=args.model,
+        dialect=args.dialect,
+        dataset=args.dataset,
+        annotator=args.annotator,
+        text=args.text,
+    )
+
+
+def _verdict(s: EpisodeSummary) -> str:
+    value = s.human_correct if s.human_correct is not None else s.correct
+    return "-" if value is None else ("correct" if value else "incorrect")
+
+
+def _one_line(text: str | None, width: int) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def cmd_list(store: Any, args: argparse.Namespace) -> None:
+    if args.limit < 1:
+        raise ValueError("--limit must be at least 1")
+    filters = list_filter(args)
+    items: list[EpisodeSummary] = []
+    after = None
+    while len(items) < args.limit:  # pages of at most MAX_PAGE, so any --limit works
+        page = list_episodes(
+            store,
+            filters,
+            limit=min(MAX_PAGE, args.limit - len(items)),
+            after=after,
+            newest_first=not args.oldest_first,
+        )
+        items += page.items
+        after = page.next_cursor
+        if after is None:
+            break
+    if args.json:
+        for s in items:
+            print(json.dumps({**asdict(s), "pattern": s.pattern}))
+        return
+    print(f"{'id':{SHORT_ID}} {'run':>4} {'status':16} {'verdict':9} {'review':9} {'pattern':11} ", end="")
+    print(f"{'turns':>5} {'started':16} question")
+    for s in items:
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at))
+        print(
+            f"{s.id[:SHORT_ID]:{SHORT_ID}} {s.run_id:>4} {s.status:16} {_verdict(s):9} {s.review_state:9} "
+            f"{s.pattern:11} {s.n_turns:>5} {started:16} {_one_line(s.question, 60)}"
+        )
+    total = count_episodes(store, filters)
+    matches = "1 episode matches" if total == 1 else f"{total} episodes match"
+    more = f"; showing the first {len(items)} (--limit for more)" if total > len(items) else ""
+    print(f"{matches}{more}")
 
 
 def cmd_stats(store: Any, args: argparse.Namespace) -> None:
@@ -156,7 +256,7 @@ def cmd_annotate(store: Any, args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None:
             fields[name] = value
-    record = annotate(store, args.episode_id, args.annotator, **fields)
+    record = annotate(store, resolve_episode_id(store, args.episode_id), args.annotator, **fields)
     print(json.dumps(asdict(record)))
 
 
@@ -166,12 +266,26 @@ def cmd_labels(store: Any, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = run_command(argv)
+        sys.stdout.flush()  # output still buffered for a reader that left fails here, inside the handler
+        return code
+    except BrokenPipeError:
+        # The reader closed the pipe (`python -m traces list | head`): stop quietly, with the status of a process
+        # ended by SIGPIPE (128 + 13). Point stdout at devnull so the interpreter's last flush cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def run_command(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from traces.importers.common import ImportFileError
 
     try:
         with open_store(args.db) as store:
-            if args.command == "stats":
+            if args.command == "list":
+                cmd_list(store, args)
+            elif args.command == "stats":
                 cmd_stats(store, args)
             elif args.command == "import":
                 return cmd_import(store, args)

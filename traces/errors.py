@@ -19,6 +19,10 @@ class SchemaTooNewError(StoreError):
     """The database was migrated by a newer version of this code."""
 
 
+class AmbiguousIdError(StoreError, ValueError):
+    """A shortened episode id that more than one episode's id starts with."""
+
+
 class NotFoundError(StoreError, KeyError):
     """No such episode, run, job or label set."""
 

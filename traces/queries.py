@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, literal_column, select, text, tuple_
 
-from traces.errors import NotFoundError
+from traces.errors import AmbiguousIdError, NotFoundError
 from traces.models import annotations, episodes, events, images, runs, tool_calls, turns
 from traces.records import (
     EpisodeDetail,
@@ -245,6 +245,37 @@ def count_episodes(store: TraceStore, filters: EpisodeFilter | None = None) -> i
     stmt = select(func.count()).select_from(episodes).where(*_conditions(store, filters or EpisodeFilter()))
     with store.read() as conn:
         return int(conn.execute(stmt).scalar_one())
+
+
+MIN_ID_PREFIX = 4  # shorter prefixes match too much to be worth typing (git asks for 4 as well)
+
+
+def resolve_episode_id(store: TraceStore, given: str) -> str:
+    """The episode id that `given` names: the id itself, or an unambiguous prefix of one (at least 4 characters).
+
+    Raises NotFoundError when no episode matches and AmbiguousIdError (listing a few matches) when several do.
+    """
+    given = given.strip()
+    with store.read() as conn:
+        if conn.execute(select(episodes.c.uid).where(episodes.c.uid == given)).first() is not None:
+            return given
+        if len(given) < MIN_ID_PREFIX:
+            raise NotFoundError(f"no episode {given!r} (a shortened id needs at least {MIN_ID_PREFIX} characters)")
+        matches = list(
+            conn.execute(
+                select(episodes.c.uid)
+                .where(episodes.c.uid.startswith(given, autoescape=True))
+                .order_by(episodes.c.uid)
+                .limit(6)
+            ).scalars()
+        )
+    matches = [m for m in matches if m.startswith(given)]  # SQLite's LIKE ignores case; ids do not
+    if not matches:
+        raise NotFoundError(f"no episode id starts with {given!r} (`python -m traces list` shows the ids)")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise AmbiguousIdError(f"{given!r} starts several episode ids ({shown}): give more characters")
+    return matches[0]
 
 
 def _run_record(row: Any, count: int = 0) -> RunRecord:

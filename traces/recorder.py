@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, update
@@ -90,7 +89,12 @@ class _Live:
 
 
 class Recorder:
-    """Callable event sink: `run_episode(..., on_event=Recorder(store))`."""
+    """Callable event sink: `run_episode(..., on_event=Recorder(store))`.
+
+    Which run an episode goes into: `run_id` when given; otherwise the store's run of this kind, name (`run_name`,
+    default "<kind> <model> (<backend>, <dialect>)"), model, backend, dialect and checkpoint, created at the
+    first such episode and reused by every later recorder, in this process or another (`TraceStore.recording_run`).
+    """
 
     def __init__(
         self,
@@ -206,8 +210,10 @@ class Recorder:
         with self._lock:
             if key in self._runs:
                 return self._runs[key]
-            name = self.run_name or f"{self.run_kind} {event.model} {datetime.now().strftime('%Y-%m-%d %H:%M')}"
-            run_id = self.store.create_run(
+            # One run per (kind, name, model, backend, dialect, checkpoint) in the store, shared by every process
+            # that records into it: two CLI calls with one model add to one run instead of making two of one name.
+            name = self.run_name or f"{self.run_kind} {event.model} ({event.backend}, {event.dialect})"
+            run_id = self.store.recording_run(
                 name,
                 self.run_kind,
                 model=event.model,

@@ -218,6 +218,53 @@ class TraceStore:
         with self.write() as c:
             return int(c.execute(insert(runs).values(values).returning(runs.c.id)).scalar_one())
 
+    def recording_run(
+        self,
+        name: str,
+        kind: str,
+        *,
+        model: str | None,
+        backend: str | None,
+        dialect: str | None,
+        checkpoint: str | None = None,
+        dataset: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> int:
+        """The run that recordings of this kind, name, model, backend, dialect and checkpoint go into.
+
+        Created at the first such recording, then shared by every later process recording into this store (two
+        `python -m agent ask --db F` calls with one model land in one run). `dataset` and `config` are kept from
+        the recording that created the run.
+        """
+        r = runs.c
+        same = (
+            r.name == name,
+            r.kind == kind,
+            r.model.is_not_distinct_from(model),
+            r.backend.is_not_distinct_from(backend),
+            r.dialect.is_not_distinct_from(dialect),
+            r.checkpoint.is_not_distinct_from(checkpoint),
+        )
+        with self.write() as conn:
+            if self.dialect == "postgresql":
+                # Two processes must not both miss the run and create two: this lock makes the find-or-create
+                # atomic (on SQLite the write transaction's BEGIN IMMEDIATE already does).
+                conn.exec_driver_sql("LOCK TABLE runs IN SHARE ROW EXCLUSIVE MODE")
+            found = conn.execute(select(r.id).where(*same).order_by(r.id).limit(1)).scalar()
+            if found is not None:
+                return int(found)
+            return self.create_run(
+                name,
+                kind,
+                model=model,
+                backend=backend,
+                dialect=dialect,
+                checkpoint=checkpoint,
+                dataset=dataset,
+                config=config,
+                conn=conn,
+            )
+
     # ---- episodes ---------------------------------------------------------------------------------
 
     def recover_interrupted(self) -> int:

@@ -10,7 +10,7 @@ from PIL import Image
 from agent.__main__ import main
 from tests.conftest import REPO
 from tests.servers.chat_completions import scripted_chat_server
-from traces.queries import list_episodes, load_episode
+from traces.queries import list_episodes, list_runs, load_episode
 
 
 def _run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -125,7 +125,7 @@ def test_dead_endpoint_exits_non_zero_with_the_endpoint_named(tmp_path, capsys):
     assert lines[-1]["status"] == "error"
 
 
-def test_ask_with_db_records_the_episode_for_traces_stats(tmp_path, capsys):
+def test_ask_with_db_records_each_call_in_one_run_per_model_for_traces_stats(tmp_path, capsys):
     from traces import open_store
     from traces.cli import main as traces_main
 
@@ -135,31 +135,35 @@ def test_ask_with_db_records_the_episode_for_traces_stats(tmp_path, capsys):
         "<reason>Known.</reason><answer>red</answer>",
     ]
     with scripted_chat_server(turns) as server:
-        code = main(
-            [
-                "ask",
-                "--backend",
-                "openai",
-                "--base-url",
-                server.base_url,
-                "--model",
-                "scripted-model",
-                "--question",
-                "What colour?",
-                "--tool-cache",
-                "",
-                "--grounding-model",
-                "off",
-                "--db",
-                str(db),
-            ]
-        )
-    assert code == 0
+        codes = [
+            main(
+                [
+                    "ask",
+                    "--backend",
+                    "openai",
+                    "--base-url",
+                    server.base_url,
+                    "--model",
+                    "scripted-model",
+                    "--question",
+                    "What colour?",
+                    "--tool-cache",
+                    "",
+                    "--grounding-model",
+                    "off",
+                    "--db",
+                    str(db),
+                ]
+            )
+            for _ in range(2)  # two separate CLI calls into one store
+        ]
+    assert codes == [0, 0]
     store = open_store(str(db))
     page = list_episodes(store, limit=10)
-    assert len(page.items) == 1
+    assert len(page.items) == 2
     detail = load_episode(store, page.items[0].id)
     assert detail.summary.final_answer == "red" and detail.summary.status == "answered" and len(detail.turns) == 2
+    assert [(r.name, r.episodes) for r in list_runs(store)] == [("demo scripted-model (openai, deepmmsearch)", 2)]
     capsys.readouterr()
     assert traces_main(["stats", "--db", str(db)]) == 0
     assert "scripted-model" in capsys.readouterr().out

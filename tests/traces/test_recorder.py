@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 
 import pytest
 
 from agent.events import EpisodeStarted, TextDelta, TurnStarted, event_to_dict
 from agent.loop import run_episode
-from traces import Recorder
-from traces.queries import load_episode
+from traces import Recorder, open_store
+from traces.queries import list_runs, load_episode
 from traces.replay import episode_events
 
 from .helpers import CROP_THEN_TEXT_THEN_ANSWER, ScriptedModel, make_image, synthetic_episode, toolbox
@@ -128,3 +130,51 @@ def test_cancelled_episode_keeps_its_partial_turn(store):
     detail = load_episode(store, events[0].episode_id)
     assert detail.summary.status == "cancelled"
     assert detail.turns[0].raw_text.startswith("<reason>thinking") and not detail.turns[0].complete
+
+
+def _record(recorder, episode_id, **started_changes):
+    events = synthetic_episode(episode_id)
+    events[0] = dataclasses.replace(events[0], **started_changes)
+    for event in events:
+        recorder(event)
+
+
+def test_recorders_in_separate_calls_share_one_run_per_kind_name_model_backend_and_dialect(store):
+    # Each Recorder stands for one CLI call (`python -m agent ask --db F`): a new process, a new recorder.
+    _record(Recorder(store, run_kind="demo"), "first")
+    _record(Recorder(store, run_kind="demo"), "second")
+    _record(Recorder(store, run_kind="demo"), "other-dialect", dialect="mmsearch-r1")
+    _record(Recorder(store, run_kind="demo"), "other-backend", backend="openai")
+    _record(Recorder(store, run_kind="demo", run_name="named"), "named-1")
+    _record(Recorder(store, run_kind="demo", run_name="named"), "named-2")
+    _record(Recorder(store, run_kind="eval", run_name="named"), "named-eval")
+    runs = {(r.kind, r.name): r.episodes for r in list_runs(store)}
+    assert runs == {
+        ("demo", "demo scripted-vlm (transformers, deepmmsearch)"): 2,
+        ("demo", "demo scripted-vlm (transformers, mmsearch-r1)"): 1,
+        ("demo", "demo scripted-vlm (openai, deepmmsearch)"): 1,
+        ("demo", "named"): 2,
+        ("eval", "named"): 1,
+    }
+
+
+def test_recording_run_is_created_once_when_processes_race(db_url):
+    # Separate stores (own engines and connections), as separate processes have: without the find-or-create
+    # being atomic, several would miss the run and each create one.
+    stores = [open_store(db_url) for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+    found: list[int] = []
+
+    def find(store):
+        barrier.wait()
+        found.append(store.recording_run("race", "demo", model="m", backend="b", dialect="d"))
+
+    threads = [threading.Thread(target=find, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(found)) == 1 and len(found) == len(stores)
+    assert [r.name for r in list_runs(stores[0])] == ["race"]
+    for s in stores:
+        s.close()
