@@ -14,6 +14,7 @@ SQLite notes (why the settings below):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -55,8 +56,6 @@ def resolve(db: str | os.PathLike[str]) -> Target:
 
 
 def _has(module: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(module) is not None
 
 
