@@ -84,21 +84,44 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--dialect", help="tag dialect of the trajectories (default: mmsearch-r1 for mmsearch-r1, else deepmmsearch)"
     )
-    imp.add_argument("--correct-column", help="trl: reward column that is a 0/1 accuracy")
+    imp.add_argument(
+        "--reward-columns",
+        action="append",
+        metavar="A,B",
+        help="trl: the columns that are reward functions (comma-separated or repeated); every other logged column "
+        "is kept as an extra (default: the reward names in a checkpoint's trainer_state.json beside the logs)",
+    )
+    imp.add_argument("--correct-column", help="trl: a logged column that is a 0/1 accuracy")
+    imp.add_argument(
+        "--again",
+        action="store_true",
+        help="import even if this importer already imported the same content (a second run with copies)",
+    )
     imp.add_argument("--no-progress", action="store_true")
 
     exp = sub.add_parser("export", help="dump SFT data or annotations")
     exp_sub = exp.add_subparsers(dest="what", required=True)
-    sft = exp_sub.add_parser("sft", help="approved episodes, corrections applied, as TRL SFT chat-messages data")
+    sft = exp_sub.add_parser(
+        "sft",
+        help="approved episodes, corrections applied, as TRL SFT chat-messages data (train with assistant_only_loss)",
+    )
     _db_arg(sft)
-    sft.add_argument("out", help="output directory (train.jsonl or train.parquet, images/ when alongside)")
-    sft.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
-    sft.add_argument("--images", choices=["alongside", "embedded"], default="alongside")
+    sft.add_argument(
+        "out", help="the file to write: NAME.jsonl or NAME.parquet (images alongside go in NAME_images/ beside it)"
+    )
+    sft.add_argument("--format", choices=["jsonl", "parquet"], help="default: from the file's suffix")
+    sft.add_argument(
+        "--images",
+        choices=["alongside", "embedded"],
+        default="alongside",
+        help="alongside: image files, rows hold their absolute paths; embedded: inside the file",
+    )
     sft.add_argument("--run", type=int, action="append", help="only these run ids (repeatable)")
     sft.add_argument("--review", default="approved", help="annotation state to export (default approved)")
     sft.add_argument(
         "--include-failed-turns", action="store_true", help="keep malformed turns and their correction prompts"
     )
+    sft.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
     sft.add_argument("--no-progress", action="store_true")
     ann = exp_sub.add_parser("annotations", help="annotations table + agreement table (.csv/.jsonl/.parquet)")
     _db_arg(ann)
@@ -212,6 +235,8 @@ def cmd_stats(store: Any, args: argparse.Namespace) -> None:
 def cmd_import(store: Any, args: argparse.Namespace) -> int:
     from traces.importers import IMPORTERS
 
+    if args.kind != "trl" and (args.reward_columns or args.correct_column):
+        raise ValueError("--reward-columns and --correct-column apply to trl imports only")
     kwargs: dict[str, Any] = {"run_name": args.run_name, "progress": not args.no_progress}
     if args.model:
         kwargs["model"] = args.model
@@ -219,6 +244,10 @@ def cmd_import(store: Any, args: argparse.Namespace) -> int:
         kwargs["dialect"] = args.dialect
     if args.correct_column:
         kwargs["correct_column"] = args.correct_column
+    if args.reward_columns:
+        kwargs["reward_columns"] = [c.strip() for group in args.reward_columns for c in group.split(",") if c.strip()]
+    if args.again:
+        kwargs["again"] = True
     report = IMPORTERS[args.kind](store, args.path, **kwargs)
     print(report.summary())
     return 1 if report.bad_rows and not report.imported else 0
@@ -237,6 +266,7 @@ def cmd_export(store: Any, args: argparse.Namespace) -> None:
             images=args.images,
             filters=filters,
             include_failed_turns=args.include_failed_turns,
+            overwrite=args.overwrite,
             progress=not args.no_progress,
         )
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 import time
 import uuid
@@ -33,6 +35,27 @@ def make_image(seed: int = 0, size: tuple[int, int] = (96, 64)) -> Image.Image:
     image = Image.new("RGB", size, (seed * 37 % 256, 90, 160))
     ImageDraw.Draw(image).rectangle((10, 10, 40, 30), fill=(250, 250, seed % 256))
     return image
+
+
+def jpeg_bytes(seed: int) -> bytes:
+    buf = io.BytesIO()
+    make_image(seed).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def fvqa_row(i: int, image: bytes | None = None) -> dict:
+    """A row in the FVQA / veRL question-set layout (as lmms-lab/FVQA's parquet has it)."""
+    return {
+        "prompt": [{"role": "user", "content": f"<image>Question {i}?"}],
+        "images": [{"bytes": image or jpeg_bytes(i)}],
+        "reward_model": {
+            "ground_truth": f"answer {i}",
+            "candidate_answers": json.dumps([f"alias {i}"]),
+            "style": "rule",
+        },
+        "data_source": "fvqa_test",
+        "image_urls": None,
+    }
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import subprocess
@@ -28,13 +27,7 @@ from traces.models import images
 from traces.queries import count_episodes, get_run, list_episodes, list_runs, load_episode
 
 from .conftest import REPO, fvqa_sample
-from .helpers import make_image
-
-
-def _jpeg(seed: int) -> bytes:
-    buf = io.BytesIO()
-    make_image(seed).save(buf, format="JPEG")
-    return buf.getvalue()
+from .helpers import fvqa_row, jpeg_bytes
 
 
 def test_real_fvqa_sample_imports_as_a_question_set(store):
@@ -51,20 +44,6 @@ def test_real_fvqa_sample_imports_as_a_question_set(store):
 
 def _fvqa_table(rows):
     return pa.Table.from_pylist(rows)
-
-
-def fvqa_row(i: int, image: bytes | None = None) -> dict:
-    return {
-        "prompt": [{"role": "user", "content": f"<image>Question {i}?"}],
-        "images": [{"bytes": image or _jpeg(i)}],
-        "reward_model": {
-            "ground_truth": f"answer {i}",
-            "candidate_answers": json.dumps([f"alias {i}"]),
-            "style": "rule",
-        },
-        "data_source": "fvqa_test",
-        "image_urls": None,
-    }
 
 
 def test_fvqa_bad_rows_are_reported_by_number_and_good_rows_imported(store, tmp_path):
@@ -91,11 +70,11 @@ def test_fvqa_bad_rows_are_reported_by_number_and_good_rows_imported(store, tmp_
     # The parser the eval loader shares: rows as they are in the file (image bytes undecoded), bad rows by number.
     read = list(read_questions(path))
     assert [type(r).__name__ for r in read] == ["QuestionRow", "QuestionRow", "QuestionRow", "BadRow", "BadRow"]
-    assert read[2] == QuestionRow(3, "Question 3?", _jpeg(3), ("answer 3", "alias 3"), "fvqa_test", None)
+    assert read[2] == QuestionRow(3, "Question 3?", jpeg_bytes(3), ("answer 3", "alias 3"), "fvqa_test", None)
 
 
 def test_rows_sharing_one_image_store_it_once(store, tmp_path, monkeypatch):
-    image = _jpeg(7)
+    image = jpeg_bytes(7)
     path = tmp_path / "same_image.parquet"
     pq.write_table(_fvqa_table([fvqa_row(i, image) for i in range(40)]), path)
     stored = []
@@ -160,7 +139,7 @@ def test_import_is_all_or_nothing_when_the_database_write_fails(store, tmp_path,
     rows = [
         {
             "prompt": [{"role": "user", "content": f"Q{i}?"}],
-            "images": [{"bytes": _jpeg(i)}],
+            "images": [{"bytes": jpeg_bytes(i)}],
             "reward_model": {"ground_truth": "a", "candidate_answers": "[]"},
         }
         for i in range(4)
