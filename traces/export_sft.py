@@ -41,7 +41,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from tqdm import tqdm
 
@@ -71,7 +71,7 @@ class NotTrainable(ValueError):
 
 @dataclass(frozen=True)
 class SFTRow:
-    """One training conversation: `messages` as TRL's SFTTrainer reads them, and the image they refer to."""
+    """One training conversation: `messages` and `images` as TRL's SFTTrainer reads them, and where it came from."""
 
     episode_id: str
     run_id: int
@@ -80,7 +80,8 @@ class SFTRow:
     corrected: bool
     gold_answers: list[str]
     messages: list[Message]  # every content a list of parts: {"type": "text", "text": ...} or {"type": "image"}
-    image_sha256: str | None  # the image of the {"type": "image"} part; `store.image(sha)` opens it
+    images: tuple[bytes, ...]  # one per image part, encoded as stored (JPEG/PNG); rows sharing an image share it
+    image_sha256: str | None  # the image's address in the store
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,7 @@ class Skipped:
     reason: str
 
 
-@dataclass(frozen=True)
-class SFTData:
+class SFTData(NamedTuple):
     rows: list[SFTRow]
     skipped: list[Skipped]
 
@@ -232,11 +232,13 @@ def sft_rows(
 ) -> SFTData:
     """SFT rows for the episodes `filters` selects (default: approved ones), oldest first, and the skipped ones.
 
-    Rows carry image placeholders; `store.image(row.image_sha256)` opens each row's image for a trainer.
+    A trainer's dataset row is `{"messages": row.messages, "images": row.images}` (decode the bytes with
+    PIL, or let the `datasets` Image feature do it).
     """
     filters = filters or EpisodeFilter(review="approved")
     rows: list[SFTRow] = []
     skipped: list[Skipped] = []
+    images: dict[str, bytes] = {}
     with tqdm(desc="exporting SFT", unit="episode", disable=not progress) as bar:
         for summary in _all_episodes(store, filters):
             bar.update(1)
@@ -247,6 +249,9 @@ def sft_rows(
             except NotTrainable as why:
                 skipped.append(Skipped(summary.id, str(why)))
                 continue
+            sha = summary.image_sha256 if detail.image_bytes is not None else None
+            if sha is not None:
+                images.setdefault(sha, detail.image_bytes)  # type: ignore[arg-type]
             rows.append(
                 SFTRow(
                     episode_id=summary.id,
@@ -256,7 +261,8 @@ def sft_rows(
                     corrected=fix is not None,
                     gold_answers=list(detail.gold_answers),
                     messages=map_image_parts(messages, _placeholder),
-                    image_sha256=summary.image_sha256 if detail.image_bytes is not None else None,
+                    images=(images[sha],) if sha is not None else (),
+                    image_sha256=sha,
                 )
             )
     return SFTData(rows, skipped)

@@ -27,6 +27,7 @@ from traces.export_annotations import export_annotations
 from traces.export_sft import CORRECTED_REASON, TRAINING_NOTE, export_sft, sft_rows
 from traces.importers import import_fvqa
 from traces.queries import load_episode
+from traces.records import decode_image
 
 from .helpers import CROP_THEN_TEXT_THEN_ANSWER, ScriptedModel, fvqa_row, make_image, synthetic_episode, toolbox
 
@@ -90,6 +91,7 @@ def test_exported_conversation_equals_what_the_endpoint_received(store):
     assert DIALECT.prompts.image_budget_spent in texts  # the refused second image search
     assert any(t.endswith(DIALECT.prompts.last_tool_call) and "<information>" in t for t in texts)  # budget note
     assert row.messages[1]["content"][0] == {"type": "image"} and row.image_sha256 is not None
+    assert decode_image(row.images[0]).size == (96, 64)  # the one image of the one image part
 
 
 def test_by_default_a_malformed_turn_and_its_note_are_left_out(store):
