@@ -115,7 +115,7 @@ def read_questions(path: str | os.PathLike[str], *, progress: bool = False) -> I
 
     def rows() -> Iterator[QuestionRow | BadRow]:
         number = 0
-        with tqdm(total=file.metadata.num_rows, desc=f"importing {path.name}", unit="row", disable=not progress) as bar:
+        with tqdm(total=file.metadata.num_rows, desc=f"reading {path.name}", unit="row", disable=not progress) as bar:
             for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=columns):
                 for record in batch.to_pylist():
                     number += 1
