@@ -15,7 +15,8 @@ Definitions:
   apart, fixable with `--rejudge`); unjudged: completed but never judged; errors: status `error`.
 - accuracy = correct / judged.
 - Tool-usage shares are over completed episodes and overlap (an episode with a crop and two text searches counts
-  in crop, image-and-text and several-text-searches); they match the Traces tab's action-pattern filters.
+  in crop, image-and-text and several-text-searches); they match the Traces tab's action-pattern filters, except
+  that "answered directly" also needs an answer (an episode that ended in format errors without searching is not).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def tool_usage_condition(category: str) -> ColumnElement[bool]:
     """The episodes of one tool-usage category, as a SQL condition."""
     e = episodes.c
     conditions = {
-        "answered_directly": and_(e.n_text == 0, e.n_whole == 0, e.n_crop == 0),
+        "answered_directly": and_(e.status == "answered", e.n_text == 0, e.n_whole == 0, e.n_crop == 0),
         "text_search_only": and_(e.n_text > 0, e.n_whole == 0, e.n_crop == 0),
         "whole_image_search": e.n_whole > 0,
         "crop_search": e.n_crop > 0,

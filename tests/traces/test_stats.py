@@ -210,3 +210,10 @@ def test_comparing_two_runs_of_ten_thousand_episodes_takes_under_a_second(sqlite
     elapsed = time.perf_counter() - start
     assert reports[0].n == reports[1].n == 10_000 and comparison.shared == 10_000
     assert elapsed < 1.0, f"two reports and a comparison took {elapsed:.2f} s"
+
+
+def test_answered_directly_needs_an_answer(store):
+    run = store.create_run("direct", "eval")
+    add(store, [episode_row(run, "k1"), episode_row(run, "k2", verdict="incorrect", status="format_error")])
+    r = run_report(store, run)
+    assert r.tool_usage_counts["answered_directly"] == 1 and r.tool_usage["answered_directly"] == 0.5
