@@ -208,8 +208,11 @@ class _Episode:
             index = self.turn
             self.turn += 1
             yield TurnStarted(self.episode_id, index)
-            text, tokens, latency = yield from self._generate(index, min(budgets.max_turn_tokens, remaining))
-            parsed = self.dialect.parse_turn(self.dialect.close_unterminated_action(text))
+            streamed, tokens, latency = yield from self._generate(index, min(budgets.max_turn_tokens, remaining))
+            # Servers that drop the matched stop string leave the action open; the turn is recorded, parsed and
+            # sent back closed, so the conversation (and training text) always carries the whole tag.
+            text = self.dialect.close_unterminated_action(streamed)
+            parsed = self.dialect.parse_turn(text)
             self.steps.append(ModelTurn(text))
             yield ActionParsed(
                 self.episode_id,

@@ -233,3 +233,12 @@ def test_mmsearch_r1_dialect_refuses_image_search_after_round_one(image):
     assert [b.budget for b in _of(events, BudgetExhausted)] == ["image_search"]
     assert server.requests[1]["messages"][-1]["content"][0]["text"].startswith("Searched results: <information>")
     assert events[-1].status == "answered"
+
+
+def test_an_action_whose_stop_string_the_server_dropped_is_sent_back_closed(image):
+    stripped = TEXT.removesuffix("</text_search>")  # what vLLM streams when it drops the matched stop string
+    events, server = _run([stripped, ANSWER], image)
+    parsed = _of(events, ActionParsed)
+    assert parsed[0].raw_text == TEXT and parsed[0].format_ok
+    second_request = server.requests[1]["messages"]
+    assert second_request[2] == {"role": "assistant", "content": [{"type": "text", "text": TEXT}]}
