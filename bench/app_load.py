@@ -11,7 +11,7 @@ Prints, last, one JSON line: errors, p50/p95 episode latency, p50/p95 per-token 
 → client receives: the app's own cost, loop + Gradio + localhost network), and the CPU each party used
 over the run (on a 2-core machine the clients and endpoints compete with the app for the same cores).
 Run: python bench/app_load.py [--sessions 20] [--words 200] [--token-delay 0.01] [--ramp 2] [--client-processes 4]
-[--samples-out tokens.jsonl] [--on-go "py-spy record -p {pid} -d 8 -o app.svg"]
+[--image photo.jpg] [--samples-out tokens.jsonl] [--on-go "py-spy record -p {pid} -d 8 -o app.svg"]
 """
 
 import argparse
@@ -152,7 +152,7 @@ class StampingRegistry(dict):
         return self[key]
 
 
-def session(client, base_url: str, words: int, delay: float, ready, go, out: list) -> None:
+def session(client, base_url: str, words: int, delay: float, image: str | None, ready, go, out: list) -> None:
     try:
         registry = StampingRegistry()
         client.pending_messages_per_event = registry  # before any job: every queue it makes is stamped
@@ -160,6 +160,10 @@ def session(client, base_url: str, words: int, delay: float, ready, go, out: lis
         labels = [p["label"] for p in api]
         args = [p.get("parameter_default") for p in api]
         args[labels.index("Question")] = "Which bridge is this?"
+        if image:
+            from gradio_client import handle_file
+
+            args[labels.index("Image")] = handle_file(image)
         args[labels.index("Endpoint (openai backend)")] = base_url
         # The page opens the session (its load event) before anyone asks: do the same, outside the timing.
         client.predict(api_name="/stop")
@@ -199,21 +203,22 @@ def session(client, base_url: str, words: int, delay: float, ready, go, out: lis
         out.append({"base_url": base_url, "error": f"{type(exc).__name__}: {exc}"})
 
 
-def run_clients(url: str, base_urls: list[str], delays: list[float], words: int, ready, go, results) -> None:
-    import httpx._transports.default
+def run_clients(
+    url: str, base_urls: list[str], delays: list[float], words: int, image: str | None, ready, go, results
+) -> None:
+    import httpx
     from gradio_client import Client
 
-    # gradio_client builds a new httpx client for most requests, and each loads the CA bundle: about 30 ms
-    # of CPU, several per session start, on the cores the app under test needs (browsers run elsewhere).
-    # The app is plain HTTP here, so one context serves every client of this process.
-    context = httpx._transports.default.create_ssl_context()
-    httpx._transports.default.create_ssl_context = lambda *args, **kwargs: context
+    # gradio_client builds a new httpx client for most requests, and each loads the CA bundle (about 30 ms
+    # of CPU, several per session start, on the cores the app under test needs; browsers run elsewhere).
+    # It hands `ssl_verify` to httpx as `verify`, which takes a ready context: one serves every client here.
+    context = httpx.create_ssl_context()
 
     # download_files=False: a browser fetches an image once; gradio_client would re-download it per frame.
-    clients = [Client(url, verbose=False, download_files=False) for _ in base_urls]
+    clients = [Client(url, verbose=False, download_files=False, ssl_verify=context) for _ in base_urls]
     out: list = []
     threads = [
-        threading.Thread(target=session, args=(c, b, words, d, ready, go, out))
+        threading.Thread(target=session, args=(c, b, words, d, image, ready, go, out))
         for c, b, d in zip(clients, base_urls, delays, strict=True)
     ]
     for t in threads:
@@ -240,6 +245,9 @@ def main() -> int:
     parser.add_argument(
         "--on-go",
         help="shell command started (not awaited) as the sessions start, {pid} being the app's: a profiler, say",
+    )
+    parser.add_argument(
+        "--image", help="an image every session uploads with its question (default: none, a text-only question)"
     )
     parser.add_argument(
         "--samples-out",
@@ -270,7 +278,9 @@ def main() -> int:
         ]
         clients = [
             ctx.Process(
-                target=run_clients, args=(running.url, urls, waits, args.words, ready, go, results), daemon=True
+                target=run_clients,
+                args=(running.url, urls, waits, args.words, args.image, ready, go, results),
+                daemon=True,
             )
             for urls, waits in shares
             if urls

@@ -21,6 +21,7 @@ from PIL import Image
 
 from agent.models.base import BackendError, Delta, Message, map_image_parts
 from agent.tls import shared_ssl_context
+from agent.tools.http import provider_message
 
 # Above this many pixels images are sent as JPEG: PNG data URIs of photos run to megabytes.
 PNG_PIXEL_LIMIT = 1024 * 1024
@@ -161,8 +162,9 @@ class OpenAIBackend:
                         chunk = json.loads(data)
                     except json.JSONDecodeError:
                         raise BackendError(self.endpoint, f"the stream sent invalid JSON: {data[:80]!r}") from None
-                    if "error" in chunk:
-                        raise BackendError(self.endpoint, f"server error mid-stream: {_error_message(chunk)}")
+                    if "error" in chunk or chunk.get("object") == "error":  # vLLM's shape, and its older one
+                        detail = provider_message(data.encode()) or data[:200]
+                        raise BackendError(self.endpoint, f"server error mid-stream: {detail}")
                     usage = chunk.get("usage")
                     for choice in chunk.get("choices") or []:
                         text = (choice.get("delta") or {}).get("content") or ""
@@ -200,26 +202,14 @@ class OpenAIBackend:
             )
 
 
-def _error_message(payload: Any) -> str:
-    if isinstance(payload, dict):
-        err = payload.get("error", payload)
-        if isinstance(err, dict):
-            return str(err.get("message") or err)[:300]
-        if isinstance(err, str):
-            return err[:300]
-        if "message" in payload:
-            return str(payload["message"])[:300]
-    return str(payload)[:300]
-
-
 def _http_error(response: httpx.Response, model: str) -> str:
-    try:
-        detail = _error_message(response.json())
-    except ValueError:
-        detail = response.text[:200].strip() or response.reason_phrase
+    # The server's own words (vLLM's `error.message`, FastAPI's `detail`...), else the start of its body.
+    detail = provider_message(response.content) or response.text[:200].strip() or response.reason_phrase
     status = response.status_code
     if status in (401, 403):
         return f"HTTP {status} unauthorised ({detail}); set OPENAI_API_KEY to the server's key"
+    if status == 404 and detail == "Not Found":  # FastAPI's answer for a path it has no route for
+        return f"HTTP 404 ({detail}): no chat completions here; check the base URL (it usually ends in /v1)"
     if status == 404:
         return f"HTTP 404 ({detail}); check that the server serves model {model!r} (GET /v1/models lists them)"
     if status == 429:

@@ -343,8 +343,9 @@ def retry_after_s(value: str | None, *, now: float | None = None) -> float | Non
 
 
 def provider_message(body: bytes) -> str:
-    """A provider's own error text from a JSON error body, for clearer failures (SerpAPI `error`, Google
-    `error.message`, Brave `error.detail`, Serper `message`)."""
+    """A provider's own error text from a JSON error body, for clearer failures (SerpAPI `error`, Google's,
+    OpenAI's and vLLM's `error.message`, Brave `error.detail`, Serper's and older vLLM's and SGLang's
+    `message`, FastAPI's `detail`: a string, or its request validation errors as a list)."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -361,6 +362,13 @@ def provider_message(body: bytes) -> str:
     for key in ("message", "detail"):
         if isinstance(data.get(key), str):
             return data[key][:300]
+    if isinstance(data.get("detail"), list):  # FastAPI's 422: [{"loc": ["body", "messages"], "msg": "..."}, ...]
+        problems = [
+            f"{'.'.join(str(part) for part in item.get('loc') or ())}: {item.get('msg')}".lstrip(": ")
+            for item in data["detail"]
+            if isinstance(item, dict) and item.get("msg")
+        ]
+        return "; ".join(problems)[:300]
     return ""
 
 

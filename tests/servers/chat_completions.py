@@ -19,15 +19,30 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
 class HTTPFailure:
-    """Answer a turn with this HTTP status and OpenAI error body (optionally Retry-After)."""
+    """Answer a turn with this HTTP status and an error body in a shape real servers send: "openai" (OpenAI
+    and current vLLM: {"error": {"message", "type", "param", "code"}}), "vllm-legacy" (older vLLM and SGLang:
+    {"object": "error", "message", ...}), "fastapi" ({"detail": message}: FastAPI's HTTPException, as vLLM's
+    server answers a path it has no route for) or "fastapi-validation" (FastAPI's 422 for a request body it
+    rejects: {"detail": [{"type", "loc", "msg", "input"}]})."""
 
     status: int
     message: str = "scripted failure"
+    shape: Literal["openai", "vllm-legacy", "fastapi", "fastapi-validation"] = "openai"
+
+
+@dataclass(frozen=True)
+class StreamError:
+    """Stream `text` word by word, then after `after_words` words an error event as vLLM sends one mid-stream
+    (`data: {"error": {...}}`, then `data: [DONE]`)."""
+
+    text: str
+    message: str = "scripted engine failure"
+    after_words: int = 2
 
 
 @dataclass(frozen=True)
@@ -60,7 +75,16 @@ class Delayed:
     turn: str | HTTPFailure = ""
 
 
-Turn = str | HTTPFailure | CutStream | GarbageStream | Refusal | Delayed
+Turn = str | HTTPFailure | CutStream | GarbageStream | StreamError | Refusal | Delayed
+
+
+def error_body(failure: HTTPFailure) -> dict[str, Any]:
+    if failure.shape == "fastapi":
+        return {"detail": failure.message}
+    if failure.shape == "fastapi-validation":
+        return {"detail": [{"type": "missing", "loc": ["body", "messages"], "msg": failure.message, "input": None}]}
+    info = {"message": failure.message, "type": "ScriptedError", "param": None, "code": failure.status}
+    return {"object": "error", **info} if failure.shape == "vllm-legacy" else {"error": info}
 
 
 @dataclass
@@ -135,7 +159,7 @@ def scripted_chat_server(
             if self.path.rstrip("/").endswith("/v1/models"):
                 self._json(200, {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "tests"}]})
             else:
-                self._json(404, {"error": {"message": "not found", "type": "NotFoundError", "code": 404}})
+                self._json(404, {"detail": "Not Found"})  # FastAPI's answer for a path with no route
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -148,7 +172,7 @@ def scripted_chat_server(
             with lock:
                 state.requests.append(body)
             if not self.path.endswith("/v1/chat/completions"):
-                self._json(404, {"error": {"message": f"no route {self.path}", "type": "NotFoundError", "code": 404}})
+                self._json(404, {"detail": "Not Found"})
                 return
             if body.get("model") != model:
                 self._json(
@@ -167,9 +191,7 @@ def scripted_chat_server(
                 time.sleep(turn.delay_s)
                 turn = turn.turn
             if isinstance(turn, HTTPFailure):
-                self._json(
-                    turn.status, {"error": {"message": turn.message, "type": "ScriptedError", "code": turn.status}}
-                )
+                self._json(turn.status, error_body(turn))
                 return
             try:
                 if body.get("stream"):
@@ -183,6 +205,9 @@ def scripted_chat_server(
             """A non-streamed reply: one `chat.completion` object, stop strings applied as in the stream."""
             if isinstance(turn, CutStream):
                 self.connection.shutdown(2)  # hang up without an answer
+                return
+            if isinstance(turn, StreamError):  # unstreamed, the engine's failure is an error answer
+                self._json(500, error_body(HTTPFailure(500, turn.message)))
                 return
             if isinstance(turn, GarbageStream):
                 data = b"<html>502 Bad Gateway</html>"
@@ -223,7 +248,7 @@ def scripted_chat_server(
             self.wfile.flush()
 
         def _stream(self, body: dict[str, Any], turn: Turn) -> None:
-            text = turn.text if isinstance(turn, CutStream | GarbageStream) else turn
+            text = turn.text if isinstance(turn, CutStream | GarbageStream | StreamError) else turn
             stop = body.get("stop") or []
             stop = [stop] if isinstance(stop, str) else stop
             text, stop_hit = _apply_stop(text, stop)
@@ -255,6 +280,13 @@ def scripted_chat_server(
                     return
                 if isinstance(turn, GarbageStream) and i == 1:
                     self._sse("{not json")
+                if isinstance(turn, StreamError) and i >= turn.after_words:
+                    error = {"message": turn.message, "type": "InternalServerError", "param": None, "code": 500}
+                    self._sse({"error": error})
+                    self._sse("[DONE]")
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                    return
                 if token_delay_s:
                     time.sleep(token_delay_s)
                 self._sse({**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
