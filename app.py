@@ -6,7 +6,8 @@ agent/tools/config.py, budgets, and the app options of ui/settings.py. `python a
 
 import logging
 import sys
-import threading
+
+log = logging.getLogger("app")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for warning in app.startup_warnings():
+        log.warning(warning)
 
     import uvicorn
 
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if app.preload:
         current_runtime().backend(app.model)
-    threading.Thread(target=current_runtime().warm_up, args=(app.tools,), name="warm-up", daemon=True).start()
+    current_runtime().warm_up()  # ends with the GC freeze: before the server takes its first request
     host = "localhost" if app.host in ("127.0.0.1", "0.0.0.0") else app.host
     print(
         f"DeepMMSearch-R1 studio on http://{host}:{app.port}  (traces: {app.db}; model: {app.model.backend}:{app.model.model})",

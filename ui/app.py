@@ -9,12 +9,12 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import gradio as gr
 
 from traces.annotations import get_label_set, set_label_set
 from traces.errors import NotFoundError
+from traces.store import TraceStore
 from ui.ask_tab import build_ask_tab
 from ui.assets import CSS, KEYBOARD_JS
 from ui.episode import set_runtime
@@ -28,7 +28,6 @@ TITLE = "DeepMMSearch-R1 studio"
 
 
 def open_runtime(app: AppConfig) -> Runtime:
-    from agent.tools.wiring import build_toolbox
     from traces.background import BackgroundRecorder
     from traces.recorder import Recorder
     from traces.store import open_store
@@ -38,14 +37,14 @@ def open_runtime(app: AppConfig) -> Runtime:
     recorder = BackgroundRecorder(Recorder(store, run_kind="demo", run_name="app"))
     return Runtime(
         launch_model=app.model,
+        launch_tools=app.tools,
         store=store,
         recorder=recorder,
-        toolbox_factory=lambda tool_config, backend: build_toolbox(tool_config, summariser_model=backend),
         allow_large_cpu=app.allow_large_cpu,
     )
 
 
-def ensure_labels(store: Any, app: AppConfig) -> tuple[str, ...]:
+def ensure_labels(store: TraceStore, app: AppConfig) -> tuple[str, ...]:
     """The label set annotators use: given with --labels, else the store's, else the built-in default."""
     if app.labels:
         try:
@@ -110,7 +109,7 @@ def create_server(app: AppConfig, runtime: Runtime | None = None):
     # Sync generators run in worker threads: enough for every running episode plus the Traces tab.
     demo.max_threads = max(40, app.max_concurrent_episodes + 2 * TRACES_CONCURRENCY)
     server = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
-    crop_dir = Path(getattr(app.tools, "crop_dir", "runs/crops") or "runs/crops")
+    crop_dir = Path(app.tools.crop_dir or "runs/crops")
     crop_dir.mkdir(parents=True, exist_ok=True)
     server.mount(app.crops_route, StaticFiles(directory=crop_dir), name="crops")
     return gr.mount_gradio_app(

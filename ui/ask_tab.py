@@ -159,7 +159,7 @@ async def ask_episode(
         budgets=budgets,
         gold_answers=gold,
         settings={
-            **public_settings(model_cfg, tool_cfg, budgets),
+            **public_settings(tool_cfg, budgets),
             "budgets_form": {k: form.get(k) for k in BUDGET_FIELDS},
         },
     )
@@ -171,7 +171,7 @@ async def ask_episode(
         batches = event_batches(
             lambda: run_whole_episode(req),
             cancel=cancel,
-            record=runtime.recorder,
+            record=runtime.record,
             record_and_wait=runtime.record_and_wait,
         )
         async with aclosing(batches):

@@ -30,6 +30,7 @@ from agent.config import ModelConfig, public_config
 from agent.events import EpisodeFinished, Event
 from agent.loop import Budgets, run_episode
 from agent.protocol import get_dialect
+from agent.tools.config import ToolConfig
 from ui.errors import friendly_error
 from ui.gpu import gpu_task
 from ui.render import EpisodeView
@@ -62,7 +63,7 @@ class EpisodeRequest:
     question: str
     image: Image.Image | None
     model: ModelConfig
-    tools: Any  # agent.tools.config.ToolConfig
+    tools: ToolConfig
     budgets: Budgets
     gold_answers: tuple[str, ...] = ()
     episode_id: str = field(default_factory=lambda: uuid.uuid4().hex)

@@ -2,37 +2,48 @@
 
 Models and tool boxes are built on first use and cached per config, so the page is up before any
 weights load and every session with the same settings shares one model. API keys: the launch-time
-OPENAI_API_KEY goes only to the endpoint configured at launch; an endpoint typed into the settings
-panel gets no key, so a visitor cannot make the server send its key to their own host.
+OPENAI_API_KEY goes only to the model endpoint configured at launch, SUMMARISER_API_KEY only to the launch
+summariser endpoint; an endpoint typed into the settings panel gets no key, so a visitor cannot make the
+server send a key to their own host.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from agent.config import ModelConfig, build_backend
+from agent.events import Event
 from agent.models.base import ModelBackend
+from agent.models.transformers_backend import TransformersBackend
 from agent.tools.base import Toolbox
+from agent.tools.config import SUMMARISER_KEY_VAR, ToolConfig
+from agent.tools.wiring import build_toolbox
+from traces.background import BackgroundRecorder
+from traces.store import TraceStore
 from ui.errors import UserFacingError
 from ui.preflight import model_problem
 
 log = logging.getLogger("ui")
 
+# build_toolbox's signature: (config, *, summariser_model, environ) -> Toolbox
+ToolboxFactory = Callable[..., Toolbox]
+
 
 @dataclass
 class Runtime:
     launch_model: ModelConfig
-    store: Any  # traces.TraceStore
-    recorder: Callable[[Any], None]  # traces Recorder or BackgroundRecorder: called with every event of every episode
-    toolbox_factory: Callable[[Any, Any], Toolbox]  # (ToolConfig, backend) -> Toolbox
+    launch_tools: ToolConfig
+    store: TraceStore
+    recorder: BackgroundRecorder  # every event of every episode goes through it
     allow_large_cpu: bool = False
+    build_tools: ToolboxFactory = build_toolbox  # tests count the builds with their own
     _backends: dict[ModelConfig, ModelBackend] = field(default_factory=dict)
-    _toolboxes: dict[str, Toolbox] = field(default_factory=dict)
+    _toolboxes: dict[tuple[ToolConfig, int | None], Toolbox] = field(default_factory=dict)
     _flags: dict[str, threading.Event] = field(default_factory=dict)  # episode id -> cancel flag
     _sessions: dict[str, str] = field(default_factory=dict)  # session -> its running episode id
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -43,16 +54,14 @@ class Runtime:
     def cached_backend(self, cfg: ModelConfig) -> ModelBackend | None:
         """The backend if it is ready to stream now (built, and weights loaded for transformers)."""
         backend = self._backends.get(cfg)
-        if backend is None or (cfg.backend == "transformers" and not getattr(backend, "loaded", True)):
-            return None
-        return backend
+        return backend if backend is not None and _ready(backend) else None
 
     def backend(self, cfg: ModelConfig) -> ModelBackend:
         """Build (and for transformers, load) the backend for `cfg` once; concurrent callers wait for it."""
         with self._lock:
             ready = self._backends.get(cfg)
             lock = self._load_locks.setdefault(cfg, threading.Lock())
-        if ready is not None and getattr(ready, "loaded", True):
+        if ready is not None and _ready(ready):
             return ready
         with lock:
             backend = self._backends.get(cfg)
@@ -62,9 +71,8 @@ class Runtime:
                     if problem:
                         raise UserFacingError(problem)
                 backend = self._build(cfg)
-            load = getattr(backend, "load", None)
-            if load is not None:
-                load()  # raises BackendError with what to do
+            if isinstance(backend, TransformersBackend):
+                backend.load()  # raises BackendError with what to do
             with self._lock:
                 self._backends[cfg] = backend
             return backend
@@ -76,50 +84,57 @@ class Runtime:
 
     # --- tools --------------------------------------------------------------------------------------
 
-    def toolbox(self, tool_config: Any, backend: ModelBackend | None = None) -> Toolbox:
+    def toolbox(self, tool_config: ToolConfig, backend: ModelBackend | None = None) -> Toolbox:
         """The tool box for `tool_config`, built once; once per model too when the model summarises results.
         (One per model otherwise would mean a Grounding DINO and a set of HTTP pools per endpoint typed in.)"""
-        key = f"{tool_config!r}|{id(backend)}" if tool_config.summarises_with_agent_model() else repr(tool_config)
+        key = (tool_config, id(backend) if tool_config.summarises_with_agent_model() else None)
         with self._lock:
             box = self._toolboxes.get(key)
         if box is None:
-            box = self.toolbox_factory(tool_config, backend)
+            box = self.build_tools(tool_config, summariser_model=backend, environ=self._tool_environ(tool_config))
             with self._lock:
                 box = self._toolboxes.setdefault(key, box)
         return box
 
-    def warm_up(self, tool_config: Any) -> None:
-        """Do at start-up, in the background, what the first episode would otherwise do while others stream:
-        build the launch toolbox, the TLS context and import the page extractor (trafilatura and lxml take
-        about a second). Then freeze what exists for the garbage collector (below)."""
+    def _tool_environ(self, tool_config: ToolConfig) -> Mapping[str, str]:
+        """The environment tools read their keys from. A summariser endpoint a visitor chose gets no key."""
+        launch = tool_config.summariser_base_url.rstrip("/") == self.launch_tools.summariser_base_url.rstrip("/")
+        return os.environ if launch else {k: v for k, v in os.environ.items() if k != SUMMARISER_KEY_VAR}
+
+    def warm_up(self) -> None:
+        """Do before serving what the first episode would otherwise do while others stream: build the launch
+        toolbox and the TLS context, import the page extractor (trafilatura and lxml take about a second).
+        Then freeze what exists for the garbage collector: everything built so far (Gradio, torch, the
+        toolbox) lives as long as the process, and frozen it is left out of the collector's full passes,
+        which otherwise walked it all and, under load, stopped every stream for 150 ms or more
+        (bench/app_load.py). Start-up's garbage is freed first, once."""
         from agent.tls import shared_ssl_context
         from agent.tools.pages import html_to_text
 
         try:
             shared_ssl_context()
-            if not tool_config.summarises_with_agent_model():
-                self.toolbox(tool_config)
+            if not self.launch_tools.summarises_with_agent_model():
+                self.toolbox(self.launch_tools)
             html_to_text("<html><body><p>warm-up</p></body></html>")
         except Exception:  # a broken tool setting is reported by the episode that uses it, with what to do
             log.debug("warm-up failed", exc_info=True)
         finally:
-            # What exists now (Gradio, torch, the toolbox) lives as long as the process. Frozen, it is left
-            # out of the collector's full passes, which otherwise walked it all and, under load, stopped
-            # every stream for 150 ms or more (bench/app_load.py). Start-up's garbage is freed first, once.
             gc.collect()
             gc.freeze()
 
     # --- recording ----------------------------------------------------------------------------------
 
-    def record_and_wait(self, event: Any) -> None:
-        """Record `event` and return once it is written (the recorder may otherwise queue its writes)."""
-        getattr(self.recorder, "record_now", self.recorder)(event)
+    def record(self, event: Event) -> None:
+        """Queue `event` for the trace store; it returns at once."""
+        self.recorder(event)
+
+    def record_and_wait(self, event: Event) -> None:
+        """Record `event` and return once it is written."""
+        self.recorder.record_now(event)
 
     def close(self) -> None:
         """At shutdown: write what is queued and mark episodes still running as interrupted."""
-        close = getattr(self.recorder, "close", None)
-        if close is not None:
-            close()
+        self.recorder.close()
 
     # --- cancellation -------------------------------------------------------------------------------
 
@@ -149,6 +164,11 @@ class Runtime:
             self._flags.pop(episode_id, None)
             if self._sessions.get(session) == episode_id:
                 del self._sessions[session]
+
+
+def _ready(backend: ModelBackend) -> bool:
+    """Whether `backend` can stream now: a local model once its weights are loaded, a served one at once."""
+    return not isinstance(backend, TransformersBackend) or backend.loaded
 
 
 def _cuda_available() -> bool:

@@ -19,7 +19,7 @@ class SettingsPanel:
 
 def build_settings_panel(app: AppConfig) -> SettingsPanel:
     values = settings_defaults(app)
-    locked = app.lock_settings
+    locked = app.settings_locked
     keys: list[str] = []
     components: list[Any] = []
 
@@ -30,7 +30,9 @@ def build_settings_panel(app: AppConfig) -> SettingsPanel:
     with gr.Accordion("Settings", open=False, elem_id="ask-settings"):
         if locked:
             gr.Markdown(
-                "This deployment fixes the model, endpoint and search providers; budgets, dialect and grounding thresholds can be changed."
+                "This deployment fixes the model, endpoints and search providers; budgets, dialect and grounding "
+                "thresholds can be changed.",
+                elem_id="ask-settings-locked",
             )
         with gr.Row():
             add(
@@ -60,7 +62,7 @@ def build_settings_panel(app: AppConfig) -> SettingsPanel:
                 "text_search",
                 gr.Dropdown(
                     list(TEXT_PROVIDERS),
-                    value=values.get("text_search"),
+                    value=values["text_search"],
                     label="Text search provider",
                     interactive=not locked,
                 ),
@@ -69,22 +71,36 @@ def build_settings_panel(app: AppConfig) -> SettingsPanel:
                 "image_search",
                 gr.Dropdown(
                     list(IMAGE_PROVIDERS),
-                    value=values.get("image_search"),
+                    value=values["image_search"],
                     label="Image search provider",
                     interactive=not locked,
                 ),
             )
+        with gr.Row():
+            add(
+                "summariser_base_url",
+                gr.Textbox(
+                    values["summariser_base_url"],
+                    label="Summariser endpoint (OpenAI-compatible; empty: the agent's model or snippets)",
+                    interactive=not locked,
+                    info="SUMMARISER_API_KEY is only ever sent to the endpoint the app was started with.",
+                ),
+            )
+            add(
+                "summariser_model",
+                gr.Textbox(values["summariser_model"], label="Summariser model", interactive=not locked),
+            )
             add(
                 "grounding_model",
-                gr.Textbox(values.get("grounding_model", ""), label="Grounding DINO model", interactive=not locked),
+                gr.Textbox(values["grounding_model"], label="Grounding DINO model", interactive=not locked),
             )
             add(
                 "box_threshold",
-                gr.Slider(0.0, 1.0, value=values.get("box_threshold", 0.35), step=0.01, label="Box threshold"),
+                gr.Slider(0.0, 1.0, value=values["box_threshold"], step=0.01, label="Box threshold"),
             )
             add(
                 "text_threshold",
-                gr.Slider(0.0, 1.0, value=values.get("text_threshold", 0.25), step=0.01, label="Text threshold"),
+                gr.Slider(0.0, 1.0, value=values["text_threshold"], step=0.01, label="Text threshold"),
             )
         with gr.Row():
             add(

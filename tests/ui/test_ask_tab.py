@@ -1,16 +1,15 @@
 """The Ask generator on the event loop: a model loaded on the first question shows its progress, then the
-episode streams; a model that cannot load is a readable message, not a traceback."""
+episode streams and is recorded; a model that cannot load is a readable message, not a traceback."""
 
 import asyncio
 
 import gradio as gr
 
-from agent.events import EpisodeFinished
 from agent.tools.base import Toolbox
+from traces.queries import count_episodes, list_episodes
 from ui.ask_tab import ask_episode
 from ui.episode import set_runtime
 from ui.panel import LiveFrames, build_panel
-from ui.runtime import Runtime
 from ui.settings import app_config_from_args, build_parser
 
 
@@ -38,27 +37,26 @@ def _chat_text(frame) -> str:
     return " ".join(str(m.get("content")) + str((m.get("metadata") or {}).get("title")) for m in frame[0])
 
 
-def _runtime(app, recorded):
-    runtime = Runtime(
-        launch_model=app.model, store=None, recorder=recorded.append, toolbox_factory=lambda tools, backend: Toolbox()
-    )
+def _runtime(app, runtime_for):
+    runtime = runtime_for(app, build_tools=lambda config, **_: Toolbox())  # no tools: the model answers alone
     set_runtime(runtime)
     return runtime
 
 
-def test_the_first_question_loads_the_model_visibly_then_streams_the_episode(tiny_vlm_dir):
+def test_the_first_question_loads_the_model_visibly_then_streams_the_episode(tiny_vlm_dir, runtime_for):
     app = _app(str(tiny_vlm_dir))
-    recorded = []
-    frames = _ask(app, _runtime(app, recorded))
+    runtime = _runtime(app, runtime_for)
+    frames = _ask(app, runtime)
     assert "Loading the model" in _chat_text(frames[0])
-    assert isinstance(recorded[-1], EpisodeFinished)  # the episode ran on the loaded model and was recorded
+    episodes = list_episodes(runtime.store).items  # the episode ran on the loaded model and was recorded, closed
+    assert len(episodes) == 1 and episodes[0].status not in ("running", "interrupted")
     assert frames[-1][-2]["interactive"] is True  # Ask is enabled again at the end
 
 
-def test_a_model_that_cannot_load_is_a_message_with_what_to_do(tmp_path):
+def test_a_model_that_cannot_load_is_a_message_with_what_to_do(tmp_path, runtime_for):
     app = _app(str(tmp_path / "no-such-model"))
-    recorded = []
-    frames = _ask(app, _runtime(app, recorded))
+    runtime = _runtime(app, runtime_for)
+    frames = _ask(app, runtime)
     last = _chat_text(frames[-1])
     assert "could not be loaded" in last and "Traceback" not in last
-    assert recorded == []  # nothing ran, nothing was recorded
+    assert count_episodes(runtime.store) == 0  # nothing ran, nothing was recorded

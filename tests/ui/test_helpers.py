@@ -1,6 +1,5 @@
 """Pure helpers of the app: escaping, settings, pre-flight checks, examples, review forms, the episode driver."""
 
-import argparse
 import asyncio
 import threading
 import time
@@ -316,30 +315,6 @@ def _slow(cancel):
     yield EpisodeFinished("e", "cancelled", None, 0, 0, 0, 0.1, False)
 
 
-def test_parser_has_no_conflicting_flags():
-    assert isinstance(build_parser(), argparse.ArgumentParser)
-
-
-def test_visitor_endpoints_share_one_toolbox_unless_the_model_summarises():
-    from agent.tools.config import ToolConfig
-    from ui.runtime import Runtime
-
-    built = []
-    runtime = Runtime(
-        launch_model=ModelConfig(),
-        store=None,
-        recorder=lambda e: None,
-        toolbox_factory=lambda t, b: built.append((t, b)) or object(),
-    )
-    separate = ToolConfig(summariser="openai", summariser_base_url="http://s/v1", summariser_model="s")
-    assert runtime.toolbox(separate, "backend-a") is runtime.toolbox(
-        separate, "backend-b"
-    )  # one Grounding DINO, one set of pools
-    model_summarises = ToolConfig(summariser="model")
-    assert runtime.toolbox(model_summarises, "backend-a") is not runtime.toolbox(model_summarises, "backend-b")
-    assert len(built) == 3
-
-
 def test_matplotlib_is_marked_absent_only_when_it_cannot_be_imported(monkeypatch):
     import importlib.util
     import sys
@@ -355,15 +330,3 @@ def test_matplotlib_is_marked_absent_only_when_it_cannot_be_imported(monkeypatch
     assert sys.modules["matplotlib"] is None
     with pytest.raises(ImportError):
         import matplotlib  # noqa: F401
-
-
-def test_api_key_goes_only_to_the_launch_endpoint(monkeypatch):
-    from agent.config import ModelConfig
-    from ui.runtime import Runtime
-
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-operator")
-    launch = ModelConfig(backend="openai", model="m", base_url="http://127.0.0.1:8000/v1")
-    runtime = Runtime(launch_model=launch, store=None, recorder=lambda e: None, toolbox_factory=lambda t, b: None)
-    assert runtime.backend(launch)._api_key == "sk-operator"
-    visitor = ModelConfig(backend="openai", model="m", base_url="http://visitor.example/v1")
-    assert runtime.backend(visitor)._api_key is None

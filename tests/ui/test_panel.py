@@ -3,6 +3,7 @@ tab's values for the same view, at every event, and what depends only on tool re
 result, not per frame."""
 
 import asyncio
+import time
 
 import gradio as gr
 
@@ -29,7 +30,8 @@ def _as_gradio_would(panel, view, extra_messages=None):
     return [encoded(component, value) for component, value in zip(panel.outputs, values, strict=True)]
 
 
-def test_live_frames_equal_the_encoded_panel_at_every_event():
+def test_live_frames_equal_the_encoded_panel_at_every_event(monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: 1_000.0)  # the counters' elapsed time: the same in both frames
     panel = _panel()
     frames = LiveFrames(panel)
     events = synthetic_episode("e-frames")
