@@ -53,6 +53,7 @@ def build_settings_panel(app: AppConfig) -> SettingsPanel:
                     values["base_url"],
                     label="Endpoint (openai backend)",
                     interactive=not locked,
+                    elem_id="ask-endpoint",
                     info="The server's API key is only ever sent to the endpoint it was started with.",
                 ),
             )
@@ -83,6 +84,7 @@ def build_settings_panel(app: AppConfig) -> SettingsPanel:
                     values["summariser_base_url"],
                     label="Summariser endpoint (OpenAI-compatible; empty: the agent's model or snippets)",
                     interactive=not locked,
+                    elem_id="ask-summariser-endpoint",
                     info="SUMMARISER_API_KEY is only ever sent to the endpoint the app was started with.",
                 ),
             )
