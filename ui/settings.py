@@ -93,6 +93,7 @@ class AppConfig:
         None,
         "episodes running at once; default: 1 for a local model, 32 for --backend openai",
         flag="--max-concurrent-episodes",
+        metavar="N",
     )
     allow_large_cpu: bool = setting(False, "allow loading models of 3B+ parameters on a CPU")
     lock_settings: bool = setting(
@@ -109,7 +110,10 @@ class AppConfig:
     )
     label_set: str = setting("default", "name of the annotation label set in the store")
     labels_text: str = setting(
-        "", "comma-separated labels for the label set; default: the store's set, or a built-in one", flag="--labels"
+        "",
+        "comma-separated labels for the label set; default: the store's set, or a built-in one",
+        flag="--labels",
+        metavar="LABELS",
     )
     crops_route: str = setting(
         "/crops", "URL path where published crops are served (set PUBLIC_BASE_URL to https://HOST<route>)"
