@@ -29,6 +29,11 @@ class ModelConfig:
         "transformers (local weights) or openai (any OpenAI-compatible server: vLLM, SGLang, hosted)",
     )
     model: str = setting(DEFAULT_MODEL, "hub id or local directory (transformers), or the served model name (openai)")
+    adapter: str | None = setting(
+        None,
+        "transformers: a LoRA adapter folder (peft, e.g. runs/sft-1/adapter) applied on top of --model; with openai, "
+        "serve it with vLLM's --lora-modules and pass its name as --model instead",
+    )
     base_url: str = setting(
         "http://127.0.0.1:8000/v1", "OpenAI-compatible base URL, e.g. a vLLM server", env="OPENAI_BASE_URL"
     )
@@ -52,6 +57,11 @@ class ModelConfig:
             raise ValueError(f"unknown backend {self.backend!r}: choose transformers or openai")
         if self.dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {self.dialect!r}: choose one of {sorted(DIALECTS)}")
+        if self.adapter and self.backend != "transformers":
+            raise ValueError(
+                "--adapter works with the transformers backend; a vLLM server loads adapters itself "
+                "(--lora-modules NAME=PATH): pass NAME as --model"
+            )
 
 
 def add_episode_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +97,7 @@ def build_backend(cfg: ModelConfig, *, send_api_key: bool = True) -> ModelBacken
 
     return TransformersBackend(
         cfg.model,
+        adapter=cfg.adapter,
         device=cfg.device,
         dtype=cfg.dtype,
         min_pixels=cfg.min_pixels,

@@ -1,4 +1,10 @@
-"""Training and eval jobs: what was launched, with which config, and where it got to."""
+"""Training and eval jobs: what was launched, with which config and command, and where it got to.
+
+A job is a row (`jobs`) plus an append-only history of the metrics it logged (`job_metrics`, one row per log
+step: the Train tab's charts and `python -m training jobs`). The process running the job keeps both current;
+whoever looks at a job whose process has died marks it `interrupted` (`mark_interrupted`), so a crashed machine
+never leaves a job `running` forever.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,31 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select, update
 
 from traces.errors import NotFoundError
-from traces.models import jobs
-from traces.records import JobRecord
+from traces.models import job_metrics, jobs
+from traces.records import JobMetricRecord, JobRecord
 
 if TYPE_CHECKING:
     from traces.store import TraceStore
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-_UPDATABLE = {"status", "config", "run_id", "metrics", "log_path", "error", "started_at", "finished_at", "name"}
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+FINAL_STATUSES = ("succeeded", "failed", "cancelled", "interrupted")
+_UPDATABLE = {
+    "status",
+    "config",
+    "run_id",
+    "metrics",
+    "log_path",
+    "error",
+    "started_at",
+    "finished_at",
+    "name",
+    "command",
+    "pid",
+    "host",
+    "launched_by",
+    "step",
+    "max_steps",
+}
 
 
 def _record(row: Any) -> JobRecord:
@@ -33,10 +56,26 @@ def _record(row: Any) -> JobRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         updated_at=row.updated_at,
+        command=list(row.command) if row.command is not None else None,
+        pid=row.pid,
+        host=row.host,
+        launched_by=row.launched_by,
+        step=row.step,
+        max_steps=row.max_steps,
     )
 
 
-def create_job(store: TraceStore, kind: str, name: str, config: dict[str, Any], run_id: int | None = None) -> int:
+def create_job(
+    store: TraceStore,
+    kind: str,
+    name: str,
+    config: dict[str, Any],
+    run_id: int | None = None,
+    *,
+    command: list[str] | None = None,
+    launched_by: str | None = None,
+    log_path: str | None = None,
+) -> int:
     now = time.time()
     with store.write() as conn:
         return int(
@@ -48,6 +87,9 @@ def create_job(store: TraceStore, kind: str, name: str, config: dict[str, Any], 
                     status="queued",
                     config=config,
                     run_id=run_id,
+                    command=command,
+                    launched_by=launched_by,
+                    log_path=log_path,
                     metrics={},
                     created_at=now,
                     updated_at=now,
@@ -57,24 +99,49 @@ def create_job(store: TraceStore, kind: str, name: str, config: dict[str, Any], 
         )
 
 
-def update_job(store: TraceStore, job_id: int, **fields: Any) -> JobRecord:
-    """Change a job's status/metrics/etc. Moving to running or a final status stamps started/finished times."""
+def _stamped(fields: dict[str, Any], now: float) -> dict[str, Any]:
     unknown = set(fields) - _UPDATABLE
     if unknown:
         raise ValueError(f"cannot update job fields {sorted(unknown)}; updatable: {sorted(_UPDATABLE)}")
     status = fields.get("status")
     if status is not None and status not in JOB_STATUSES:
         raise ValueError(f"job status must be one of {', '.join(JOB_STATUSES)}, not {status!r}")
-    now = time.time()
     if status == "running":
         fields.setdefault("started_at", now)
-    if status in ("succeeded", "failed", "cancelled"):
+    if status in FINAL_STATUSES:
         fields.setdefault("finished_at", now)
+    return fields
+
+
+def update_job(store: TraceStore, job_id: int, **fields: Any) -> JobRecord:
+    """Change a job's status/progress/etc. Moving to running or a final status stamps started/finished times."""
+    now = time.time()
+    fields = _stamped(fields, now)
     with store.write() as conn:
         done = conn.execute(update(jobs).where(jobs.c.id == job_id).values(updated_at=now, **fields))
         if done.rowcount == 0:
             raise NotFoundError(f"no job {job_id}")
         return _record(conn.execute(select(jobs).where(jobs.c.id == job_id)).one())
+
+
+def finish_job(store: TraceStore, job_id: int, status: str, *, error: str | None = None) -> bool:
+    """Give a job its final status unless it already has one (a job marked interrupted or cancelled by someone
+    else keeps that). Returns whether the row changed."""
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"a final status is one of {', '.join(FINAL_STATUSES)}, not {status!r}")
+    now = time.time()
+    with store.write() as conn:
+        done = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status.not_in(FINAL_STATUSES))
+            .values(status=status, error=error, finished_at=now, updated_at=now)
+        )
+        return done.rowcount > 0
+
+
+def mark_interrupted(store: TraceStore, job_id: int, reason: str) -> bool:
+    """A job whose process is gone without reporting: `interrupted`, with why. No-op on a finished job."""
+    return finish_job(store, job_id, "interrupted", error=reason)
 
 
 def get_job(store: TraceStore, job_id: int) -> JobRecord:
@@ -85,9 +152,29 @@ def get_job(store: TraceStore, job_id: int) -> JobRecord:
     return _record(row)
 
 
-def list_jobs(store: TraceStore, *, status: str | None = None, limit: int = 100) -> list[JobRecord]:
+def list_jobs(
+    store: TraceStore, *, status: str | None = None, kind: str | None = None, limit: int = 100
+) -> list[JobRecord]:
+    """Newest first."""
     stmt = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
     if status is not None:
         stmt = stmt.where(jobs.c.status == status)
+    if kind is not None:
+        stmt = stmt.where(jobs.c.kind == kind)
     with store.read() as conn:
         return [_record(r) for r in conn.execute(stmt)]
+
+
+def append_metrics(store: TraceStore, job_id: int, step: int, values: dict[str, float]) -> None:
+    with store.write() as conn:
+        conn.execute(insert(job_metrics).values(job_id=job_id, step=step, created_at=time.time(), values=values))
+
+
+def metric_history(store: TraceStore, job_id: int, *, since_step: int | None = None) -> list[JobMetricRecord]:
+    """The job's logged metrics in order (only steps after `since_step` when given: polling for new points)."""
+    m = job_metrics.c
+    stmt = select(m.step, m.created_at, m["values"]).where(m.job_id == job_id).order_by(m.step, m.id)
+    if since_step is not None:
+        stmt = stmt.where(m.step > since_step)
+    with store.read() as conn:
+        return [JobMetricRecord(r.step, r.created_at, dict(r[2] or {})) for r in conn.execute(stmt)]

@@ -212,16 +212,31 @@ class JobRecord:
     id: int
     kind: str
     name: str
-    status: str
+    status: str  # queued | running | succeeded | failed | cancelled | interrupted
     config: dict[str, Any]
     run_id: int | None
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # the latest logged values ("last") and the newest checkpoint ("checkpoint")
     log_path: str | None
     error: str | None
     created_at: float
     started_at: float | None
     finished_at: float | None
     updated_at: float
+    command: list[str] | None = None  # argv the job was launched with
+    pid: int | None = None  # the job's process (a process-group leader when launched in the background)
+    host: str | None = None  # where `pid` lives
+    launched_by: str | None = None
+    step: int | None = None
+    max_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class JobMetricRecord:
+    """Values a job logged at one step (one row of the append-only history)."""
+
+    step: int
+    created_at: float
+    values: dict[str, float]
 
 
 def decode_image(data: bytes | None) -> Image.Image | None:

@@ -46,3 +46,16 @@ def set_judgement(store: TraceStore, episode_id: str, verdict: str, reason: str,
         )
         if done.rowcount == 0:
             raise NotFoundError(f"no episode {episode_id!r}")
+
+
+def set_reward(store: TraceStore, episode_id: str, reward: float | None, *, train_step: int | None = None) -> None:
+    """A GRPO rollout's reward (the weighted judge and format scores TRL trains on, before the group mean; None
+    when the judge could not decide) and the training step that produced the episode."""
+    with store.write() as conn:
+        done = conn.execute(
+            update(episodes)
+            .where(episodes.c.uid == episode_id)
+            .values(reward=reward, train_step=train_step, updated_at=time.time())
+        )
+        if done.rowcount == 0:
+            raise NotFoundError(f"no episode {episode_id!r}")
