@@ -192,7 +192,7 @@ def _eval_run(args: argparse.Namespace, eval_cfg, judge, store) -> int:
     from agent.tools.wiring import build_toolbox
     from traces import Recorder
     from traces.eval_data import QuestionSetError, load_question_set
-    from traces.eval_runs import default_run_name, open_eval_run, record_outcome, rejudge_run
+    from traces.eval_runs import WholeEpisodes, default_run_name, open_eval_run, record_outcome, rejudge_run
     from traces.stats import run_report
 
     try:
@@ -277,7 +277,7 @@ def _eval_run(args: argparse.Namespace, eval_cfg, judge, store) -> int:
             budgets=budgets,
             concurrency=concurrency,
             done_keys=run.done_keys,
-            on_event=recorder,
+            on_event=WholeEpisodes(recorder),
             on_outcome=lambda o: record_outcome(store, o),
             on_progress=on_progress,
             max_consecutive_failures=eval_cfg.max_consecutive_failures,

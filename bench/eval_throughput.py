@@ -37,7 +37,7 @@ from agent.judge import RuleJudge  # noqa: E402
 from agent.models.openai_backend import OpenAIBackend  # noqa: E402
 from agent.tools.base import Toolbox  # noqa: E402
 from traces import Recorder, open_store  # noqa: E402
-from traces.eval_runs import open_eval_run, record_outcome  # noqa: E402
+from traces.eval_runs import WholeEpisodes, open_eval_run, record_outcome  # noqa: E402
 from traces.stats import run_report  # noqa: E402
 
 WORD = re.compile(r"\S+\s*|\s+")  # how the scripted server counts tokens
@@ -91,6 +91,20 @@ def png() -> bytes:
     return buf.getvalue()
 
 
+def failures(store, run_id: int) -> list[str]:
+    from sqlalchemy import select
+
+    from traces.models import episodes
+
+    with store.read() as conn:
+        rows = conn.execute(
+            select(episodes.c.status, episodes.c.reason).where(
+                episodes.c.run_id == run_id, episodes.c.status != "answered"
+            )
+        ).all()
+    return [f"{r.status}: {r.reason}" for r in rows]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=256)
@@ -140,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 toolbox=toolbox,
                 judge=RuleJudge(),
                 concurrency=concurrency,
-                on_event=recorder,
+                on_event=WholeEpisodes(recorder),
                 on_outcome=lambda o: record_outcome(store, o),
             )
             wall = time.perf_counter() - start
@@ -152,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu_before = time.process_time()
         outcome, wall, report = evaluate("throughput", args.episodes, args.concurrency)
         cpu_s = time.process_time() - cpu_before
+        failure_reasons = failures(store, report.run_id)
     finally:
         server.stdin.close()
         server.wait(timeout=30)
@@ -174,11 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": round(wall / ideal, 3),
         "errors": errors,
         "episodes_recorded": report.n,
+        "statuses": report.status_counts,
         "mean_response_tokens": report.mean_response_tokens,
         "accuracy": report.accuracy,
         "harness_cpu_s": round(cpu_s, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+    if errors:
+        for reason in failure_reasons:
+            print(f"failed: {reason}", file=sys.stderr)
     print(json.dumps(figures))
     return 0 if errors == 0 else 1
 

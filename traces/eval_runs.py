@@ -1,6 +1,7 @@
 """An eval run in the trace store: create or resume it, write judgements, judge stored answers again.
 
 `python -m agent eval` wires agent/eval.py (which knows no store) to these functions:
+- `WholeEpisodes` records each episode in one transaction when it finishes.
 - `open_eval_run` finds the eval run of that name or creates it. Resuming keeps every completed episode
   (answered, budget_exhausted, format_error) and deletes the run's failed attempts (error, cancelled,
   interrupted), whose questions then run again, so a run holds one episode per question.
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,12 +23,46 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from agent.eval import JUDGED_STATUSES, EpisodeOutcome
+from agent.events import EpisodeFinished, Event
 from agent.judge import Judge
 from traces.models import episodes, runs
+from traces.recorder import Recorder
 from traces.store import TraceStore
 from traces.verdicts import set_judgement
 
 FAILED_STATUSES = ("error", "cancelled", "interrupted")
+
+
+class WholeEpisodes:
+    """An event sink that records each episode in one transaction once it finishes (eval's recorder).
+
+    An eval episode is worth keeping only whole: resuming discards unfinished ones and runs their questions again.
+    So its events are held in memory and written, when EpisodeFinished arrives, through `Recorder.transaction()`:
+    two commits per episode (its events, then the judgement) instead of one per event, which is what lets 64
+    episodes at once keep up with a store that fsyncs each commit. What a crash loses is the episodes in flight,
+    which the next run reruns. Episodes appear in the store when they finish, not while they stream; turns carry
+    the time they were written as their start time. Thread-safe: events of many episodes, from many threads.
+    """
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+        self._held: dict[str, list[Event]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._held.setdefault(event.episode_id, []).append(event)
+            if not isinstance(event, EpisodeFinished):
+                return
+            held = self._held.pop(event.episode_id)
+        with self.recorder.transaction():
+            for e in held:
+                self.recorder(e)
+
+    def unfinished(self) -> int:
+        """Episodes started and not finished: never written (their questions run again on resume)."""
+        with self._lock:
+            return len(self._held)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ step); the turn's text so far is written every `flush_interval_s` (1 s by defaul
 ActionParsed event. Every other event is committed before `__call__` returns. An episode whose process died shows
 as `interrupted` the next time any process opens the store (`TraceStore.recover_interrupted`).
 
+`with recorder.transaction(): ...` writes the events fed inside it in one transaction instead (eval records each
+episode whole, when it finishes: see traces.eval_runs.WholeEpisodes).
+
 Thread-safety: one Recorder may receive events of many episodes from many threads at once. Events of one episode
 are applied in arrival order under that episode's lock; writes of the whole process are serialised by the store.
 """
@@ -20,7 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +129,7 @@ class Recorder:
         # created per (model, backend, dialect) at its first episode.
         self.fixed_run_id = run_id
         self._lock = threading.Lock()
+        self._tx = threading.local()  # the connection of this thread's open `transaction()`, if any
         self._handlers: dict[type, Callable[[Any], None]] = {
             EpisodeStarted: self._episode_started,
             TurnStarted: self._turn_started,
@@ -180,6 +185,25 @@ class Recorder:
                         )
                     )
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Write every event this thread feeds inside the block in ONE transaction: one commit (one fsync) instead
+        of one per event, and all of it or nothing. For callers that need an episode only once it is whole (eval,
+        where an unfinished episode is run again anyway); what a crash loses is then the whole block. A failed
+        write rolls the block back and raises."""
+        if not self.strict or self.fixed_run_id is None:
+            # A swallowed failure would leave half a block; creating a run needs a write of its own.
+            raise ValueError("transaction() needs a strict recorder with a run_id")
+        if getattr(self._tx, "conn", None) is not None:
+            yield  # already inside this thread's transaction
+            return
+        with self.store.write() as conn:
+            self._tx.conn = conn
+            try:
+                yield
+            finally:
+                self._tx.conn = None
+
     def __enter__(self) -> Recorder:
         return self
 
@@ -195,6 +219,16 @@ class Recorder:
             raise RuntimeError(message)
         log.warning("%s", message)
         self.errors.append(message)
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """The connection of this thread's open `transaction()`, else a transaction of its own."""
+        conn = getattr(self._tx, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.store.write() as conn:
+            yield conn
 
     def _get(self, episode_id: str) -> _Live | None:
         with self._lock:
@@ -236,7 +270,7 @@ class Recorder:
         if conn is not None:
             conn.execute(_TURN_BY_KEY, params)
         else:
-            with self.store.write() as c:
+            with self._write() as c:
                 c.execute(_TURN_BY_KEY, params)
         ep.text_dirty = False
         ep.flushed_at = now
@@ -250,7 +284,7 @@ class Recorder:
         run_id = self._run_id(e)
         config = event_to_dict(e)["config"]  # JSON-safe copy (images or dataclasses inside become plain data)
         now = time.time()
-        with self.store.write() as conn:
+        with self._write() as conn:
             sha = self.store.put_image(conn, e.image, sha256=e.image_sha256) if e.image is not None else e.image_sha256
             pk = conn.execute(
                 insert(episodes)
@@ -283,7 +317,7 @@ class Recorder:
     def _turn_started(self, e: TurnStarted) -> None:
         ep = self._get(e.episode_id)
         with ep.lock:
-            with self.store.write() as conn:
+            with self._write() as conn:
                 self._flush_text(ep, force=True, conn=conn)  # a turn that never parsed keeps its text
                 conn.execute(
                     insert(turns),
@@ -317,7 +351,7 @@ class Recorder:
         ep = self._get(e.episode_id)
         with ep.lock:
             ep.response_tokens += e.tokens
-            with self.store.write() as conn:
+            with self._write() as conn:
                 conn.execute(
                     _TURN_BY_KEY,
                     dict(
@@ -345,7 +379,7 @@ class Recorder:
         for key in ("episode_id", "turn_index", "type"):
             payload.pop(key, None)
         with ep.lock:
-            with self.store.write() as conn:
+            with self._write() as conn:
                 conn.execute(
                     insert(events),
                     dict(episode_id=ep.pk, seq=ep.next_seq(), turn_index=e.turn_index, type=e.type, payload=payload),
@@ -358,7 +392,7 @@ class Recorder:
         ep = self._get(e.episode_id)
         with ep.lock:
             ep.answer = e.text
-            with self.store.write() as conn:
+            with self._write() as conn:
                 conn.execute(
                     insert(events),
                     dict(
@@ -387,7 +421,7 @@ class Recorder:
             ep.n_calls += 1
             if e.kind != "image_search_whole":
                 ep.queries.append(e.argument)
-            with self.store.write() as conn:
+            with self._write() as conn:
                 conn.execute(
                     insert(tool_calls),
                     dict(
@@ -423,7 +457,7 @@ class Recorder:
         ep = self._get(e.episode_id)
         r = e.result
         with ep.lock:
-            with self.store.write() as conn:
+            with self._write() as conn:
                 crop_sha = self.store.put_image(conn, r.crop_image) if r.crop_image is not None else None
                 box = r.crop_box.as_tuple() if r.crop_box is not None else (None, None, None, None)
                 values = dict(
@@ -465,7 +499,7 @@ class Recorder:
         with ep.lock:
             if e.final_answer:
                 ep.answer = e.final_answer
-            with self.store.write() as conn:
+            with self._write() as conn:
                 self._flush_text(ep, force=True, conn=conn)
                 self._episode_update(
                     conn,

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from agent.eval import keyed, run_eval
+from agent.events import ToolFinished
 from agent.judge import Judge, Judgement, RuleJudge
 from agent.models.openai_backend import OpenAIBackend
 from agent.tools.base import Toolbox
@@ -124,3 +125,56 @@ def test_thirty_two_episodes_at_once_none_lost_none_duplicated(sqlite_store):
     report = run_report(store, run.run_id)
     assert (report.n, report.judged, report.accuracy) == (32, 32, 1.0)
     assert report.by_source["src0"].n == report.by_source["src1"].n == 16
+
+
+def _episode_count(store) -> int:
+    with store.read() as conn:
+        return conn.execute(select(func.count()).select_from(episodes)).scalar_one()
+
+
+def test_whole_episodes_are_written_in_one_transaction_when_they_finish(store, monkeypatch):
+    from tests.traces.helpers import synthetic_episode
+    from traces.eval_runs import WholeEpisodes
+    from traces.queries import load_episode
+
+    run = _open(store).run_id
+    sink = WholeEpisodes(Recorder(store, run_kind="eval", run_id=run))
+    events = synthetic_episode("whole-1")
+    writes = []
+    real_write = store.write
+    monkeypatch.setattr(store, "write", lambda: writes.append(1) or real_write())
+    for event in events[:-1]:
+        sink(event)
+    assert _episode_count(store) == 0 and writes == [] and sink.unfinished() == 1
+    sink(events[-1])
+    assert writes == [1] and sink.unfinished() == 0
+    detail = load_episode(store, "whole-1")
+    assert detail.summary.status == "answered" and len(detail.turns) == 3
+    assert sum(len(t.tool_calls) for t in detail.turns) == 2
+
+
+def test_a_failed_write_in_a_transaction_keeps_nothing_of_the_episode(store, monkeypatch):
+    from tests.traces.helpers import synthetic_episode
+    from traces.eval_runs import WholeEpisodes
+
+    run = _open(store).run_id
+    recorder = Recorder(store, run_kind="eval", run_id=run)
+    sink = WholeEpisodes(recorder)
+
+    def disk_full(event):
+        raise OSError("disk full")
+
+    monkeypatch.setitem(recorder._handlers, ToolFinished, disk_full)  # a write in the middle of the block fails
+    with pytest.raises(RuntimeError, match="recording ToolFinished of episode whole-2 failed: disk full"):
+        for event in synthetic_episode("whole-2"):
+            sink(event)
+    assert _episode_count(store) == 0
+
+
+def test_transaction_needs_a_strict_recorder_with_a_run(store):
+    with pytest.raises(ValueError, match="strict recorder with a run_id"):
+        with Recorder(store, run_kind="eval").transaction():
+            pass
+    with pytest.raises(ValueError, match="strict recorder with a run_id"):
+        with Recorder(store, run_kind="eval", run_id=1, strict=False).transaction():
+            pass
