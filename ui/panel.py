@@ -7,9 +7,9 @@ The Ask tab's streaming event is registered with `postprocess=False`, and `LiveF
 with the components' own `postprocess`: Gradio would run each output's postprocess in a worker thread of
 its own, nine thread hops a frame, and under load (bench/app_load.py, 20 sessions) that tripled the
 per-token overhead (p95 230-280 ms against 42-92 ms). The outputs that depend only on tool results (the
-annotated image, the crop, its caption, the cards) are encoded when a result arrives, not per frame: an
-image given anew is encoded anew (the annotated image as WebP plus a PNG mask per box). `gr.skip()` would
-not do: Gradio turns it into a component update and rebuilds the component on every frame (p95 over 600 ms).
+annotated image, the crop, its caption, the cards) are encoded when such a result arrives, not per frame: an
+image given anew is encoded anew (the annotated image plus a PNG mask per box). `gr.skip()` would not do:
+Gradio turns it into a component update and rebuilds the component on every frame (p95 over 600 ms).
 """
 
 from __future__ import annotations
@@ -72,7 +72,10 @@ def build_panel(prefix: str, *, chat_height: int = 560) -> EpisodePanel:
         with gr.Column(scale=2, min_width=300):
             answer = _html(f"{prefix}-answer", answer_html(empty))
             counters = _html(f"{prefix}-counters", counters_html(empty))
-            image = gr.AnnotatedImage(label="Image and crop box", elem_id=f"{prefix}-image", color_map={}, height=360)
+            # JPEG: a photo encodes in a few milliseconds, where Gradio's default WebP takes a tenth of a second.
+            image = gr.AnnotatedImage(
+                label="Image and crop box", elem_id=f"{prefix}-image", color_map={}, height=360, format="jpeg"
+            )
             with gr.Row():
                 crop = gr.Image(
                     label="Crop sent to image search",
@@ -80,16 +83,23 @@ def build_panel(prefix: str, *, chat_height: int = 560) -> EpisodePanel:
                     height=180,
                     interactive=False,
                     type="pil",
+                    format="jpeg",
                 )
             crop_caption = gr.Markdown("", elem_id=f"{prefix}-crop-caption")
     cards = _html(f"{prefix}-cards", result_cards_html(empty))
     return EpisodePanel(chat, answer, counters, image, crop, crop_caption, cards)
 
 
-def results_key(view: EpisodeView) -> tuple:
-    """Changes exactly when what depends on tool results changes: the image panel and the result cards."""
-    done = tuple(tool.call_index for tool in view.tools if tool.result is not None)
+def image_key(view: EpisodeView) -> tuple:
+    """Changes exactly when the image panel (annotated image, crop, caption) changes: a new image, or the
+    result of an image search."""
+    done = tuple(t.call_index for t in view.tools if t.result is not None and t.kind.startswith("image_search"))
     return (view.episode_id, id(view.image), done)
+
+
+def cards_key(view: EpisodeView) -> tuple:
+    """Changes exactly when the result cards change: any tool result."""
+    return (view.episode_id, tuple(t.call_index for t in view.tools if t.result is not None))
 
 
 def text_values(view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
@@ -98,16 +108,16 @@ def text_values(view: EpisodeView, *, extra_messages: list[dict] | None = None) 
     return [messages, answer_html(view), counters_html(view)]
 
 
-def result_values(view: EpisodeView) -> list[Any]:
-    """The annotated image, the crop, its caption and the result cards: what changes only with a tool result."""
+def image_values(view: EpisodeView) -> list[Any]:
+    """The annotated image, the crop and its caption: what changes only with an image search's result."""
     panel = crop_panel(view)
     annotated = (panel.image, list(panel.boxes)) if panel.image is not None else None
-    return [annotated, panel.crop, panel.caption, result_cards_html(view)]
+    return [annotated, panel.crop, panel.caption]
 
 
 def panel_values(view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
     """Values for `EpisodePanel.outputs`, for an event that lets Gradio postprocess them (the Traces tab)."""
-    return text_values(view, extra_messages=extra_messages) + result_values(view)
+    return text_values(view, extra_messages=extra_messages) + image_values(view) + [result_cards_html(view)]
 
 
 def encoded(component: gr.components.Component, value: Any) -> Any:
@@ -119,22 +129,28 @@ def encoded(component: gr.components.Component, value: Any) -> Any:
 class LiveFrames:
     """The encoded frames of one streaming episode, for an event registered with `postprocess=False`.
 
-    The chat, answer and counters are encoded every frame; the result outputs when a result arrives, in a
-    worker thread (composing and encoding a large image must not stall the event loop that serves every
-    page), and otherwise the same payloads go out again: the stream's diff for them is empty."""
+    The chat, answer and counters are encoded every frame; the image panel when an image search returns,
+    in a worker thread (composing and encoding a large image must not stall the event loop that serves
+    every page); the cards when any result arrives. Otherwise the same payloads go out again, and the
+    stream's diff for them is empty."""
 
     def __init__(self, panel: EpisodePanel) -> None:
         self.panel = panel
-        self._shown: tuple | None = None
-        self._results: list[Any] = []
+        self._image_key: tuple | None = None
+        self._image: list[Any] = []
+        self._cards_key: tuple | None = None
+        self._cards: list[Any] = []
 
     def _encode(self, components: list[Any], values: list[Any]) -> list[Any]:
         return [encoded(component, value) for component, value in zip(components, values, strict=True)]
 
     async def next(self, view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
         outputs = self.panel.outputs
-        if results_key(view) != self._shown:
+        if image_key(view) != self._image_key:
             # The view does not change meanwhile: its owner awaits this.
-            self._results = await asyncio.to_thread(lambda: self._encode(outputs[3:], result_values(view)))
-            self._shown = results_key(view)
-        return self._encode(outputs[:3], text_values(view, extra_messages=extra_messages)) + self._results
+            self._image = await asyncio.to_thread(lambda: self._encode(outputs[3:6], image_values(view)))
+            self._image_key = image_key(view)
+        if cards_key(view) != self._cards_key:
+            self._cards = self._encode(outputs[6:], [result_cards_html(view)])
+            self._cards_key = cards_key(view)
+        return self._encode(outputs[:3], text_values(view, extra_messages=extra_messages)) + self._image + self._cards

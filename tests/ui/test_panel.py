@@ -1,6 +1,6 @@
 """The live panel's frames (postprocess=False) equal what the components' own postprocess makes of the Traces
-tab's values for the same view, at every event, and what depends only on tool results is encoded once per
-result, not per frame."""
+tab's values for the same view, at every event; the image panel is encoded once per image search's result
+and the cards once per result, not per frame."""
 
 import asyncio
 import time
@@ -63,4 +63,5 @@ def test_frames_reuse_result_payloads_until_a_new_result_arrives():
     for event in events[first_result + 1 : second_result + 1]:
         view.apply(event, now=0.0)
     after = asyncio.run(frames.next(view))
-    assert after[6] is not during[6] and "hit 1" in after[6]
+    assert after[6] is not during[6] and "hit 1" in after[6]  # a text search's result: new cards
+    assert all(after[i] is during[i] for i in (3, 4, 5))  # and the same image panel
