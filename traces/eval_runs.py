@@ -26,7 +26,9 @@ from agent.eval import JUDGED_STATUSES, EpisodeOutcome
 from agent.events import EpisodeFinished, Event
 from agent.judge import Judge
 from traces.models import episodes, runs
+from traces.queries import get_run
 from traces.recorder import Recorder
+from traces.records import RunRecord
 from traces.store import TraceStore
 from traces.verdicts import set_judgement
 
@@ -79,11 +81,13 @@ def default_run_name(model: str, data_name: str) -> str:
     return f"eval {PurePath(model.rstrip('/')).name or model} on {data_name}"
 
 
-def find_eval_run(store: TraceStore, name: str) -> Any | None:
+def find_eval_run(store: TraceStore, name: str) -> RunRecord | None:
+    """The newest eval run called `name`, or None."""
     with store.read() as conn:
-        return conn.execute(
-            select(runs).where(runs.c.name == name, runs.c.kind == "eval").order_by(runs.c.id.desc()).limit(1)
+        row = conn.execute(
+            select(runs.c.id).where(runs.c.name == name, runs.c.kind == "eval").order_by(runs.c.id.desc()).limit(1)
         ).first()
+    return get_run(store, int(row.id)) if row else None
 
 
 def open_eval_run(
