@@ -1,0 +1,241 @@
+"""Online GRPO with TRL's `GRPOTrainer`, its rollouts the project's own episodes (DESIGN.md §3.9).
+
+`train_grpo` puts the pieces together: questions with gold answers (`training.data`), the policy (a merged SFT
+checkpoint, so that with LoRA the frozen reference, the model with adapters off, is the SFT model:
+TRAINING-NOTES §3), the real tools (`agent.tools.wiring.build_toolbox`: live providers, the local corpus, or
+replay from the tool cache), the judge (`agent.judge`), the rollout function (`training.rollout`) and the job's
+callback. Every rollout episode is recorded in a trace-store run of kind `rollout` with its training step,
+verdict and reward.
+
+Checks before any weight is loaded: the questions, the vLLM server (when `--vllm-server`) and an LLM judge (one
+real judgement), so an unreachable endpoint is a clear error at start instead of a step full of unknowns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.judge import Judge, JudgeConfig, build_judge
+from agent.loop import Budgets
+from agent.protocol import get_dialect
+from agent.tools.config import ToolConfig
+from agent.tools.wiring import build_toolbox
+from traces import jobs
+from traces.recorder import Recorder
+from traces.store import TraceStore
+from traces.verdicts import set_judgement, set_reward
+from training.callbacks import JobCallback
+from training.config import GRPOSettings, settings_dict
+from training.data import load_questions, question_dataset
+from training.generation import BatchedGenerator, Sampling
+from training.job import JobContext, JobResult
+from training.models import TrainingInputError, load_model, load_processor, save_merged, save_processor
+from training.rewards import REWARD_FUNCS
+from training.rollout import Question, RolloutResult, Rollouts
+
+
+@dataclass(frozen=True)
+class GRPOResult:
+    output_dir: Path
+    final_dir: Path
+    merged_dir: Path | None
+    steps: int
+    stopped_early: bool
+    run_id: int | None  # the rollout run in the trace store
+    log_history: tuple[dict[str, Any], ...]
+
+
+def check_judge(judge: Judge, cfg: JudgeConfig) -> None:
+    """One real judgement from an LLM judge before training: a down endpoint or a wrong model name fails here."""
+    if cfg.kind != "llm":
+        return
+    judgement = judge.judge_sync("Which city is the Eiffel Tower in?", "Paris", ["Paris"])
+    if judgement.verdict == "unknown":
+        raise TrainingInputError(
+            f"the judge at {cfg.judge_base_url} ({cfg.judge_model}) cannot judge: {judgement.reason}; check "
+            "--judge-base-url and --judge-model (key in JUDGE_API_KEY), or use --judge rule"
+        )
+
+
+def rollout_run(store: TraceStore, settings: GRPOSettings, *, name: str, dataset: str) -> int:
+    """The trace-store run GRPO's rollout episodes are recorded in."""
+    return store.create_run(
+        name,
+        "rollout",
+        model=settings.model,
+        backend="grpo-policy",
+        dialect=settings.dialect,
+        checkpoint=settings.model,
+        dataset=dataset,
+        config=settings_dict(settings),
+    )
+
+
+def sampling_of(settings: GRPOSettings, args: Any) -> Sampling:
+    return Sampling(
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        top_k=args.top_k or None,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+    )
+
+
+def _peft_config(settings: GRPOSettings) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=settings.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def train_grpo(
+    settings: GRPOSettings,
+    budgets: Budgets,
+    tools: ToolConfig,
+    judge_config: JudgeConfig,
+    *,
+    store: TraceStore,
+    context: JobContext | None = None,
+    questions: Sequence[Question] | None = None,
+    callbacks: Sequence[Any] = (),
+    trl_overrides: dict[str, Any] | None = None,
+) -> GRPOResult:
+    """Train, recording rollouts in `store`; see the module docstring."""
+    import threading
+
+    from trl import GRPOTrainer
+
+    dialect = get_dialect(settings.dialect, settings.prompts_file)
+    name = Path(settings.data).stem or "questions"
+    if questions is None:
+        loaded, skipped, name = load_questions(settings.data, store=store, limit=settings.limit)
+        if skipped:
+            print(f"questions: {len(skipped)} skipped, e.g. {skipped[0]}", flush=True)
+        questions = loaded
+    data = question_dataset(questions, dialect, max_tool_calls=budgets.max_tool_calls, name=name)
+    if settings.vllm_server:
+        from training.vllm_turns import check_server
+
+        check_server(settings.vllm_server)
+    judge = build_judge(judge_config)
+    check_judge(judge, judge_config)
+    toolbox = build_toolbox(tools)
+
+    args = settings.trl_args(budgets, **(trl_overrides or {}))
+    processor = load_processor(settings.model, max_pixels=settings.max_pixels)
+    # GRPO left-pads prompts; a processor left at right padding misaligns image tokens silently (TRAINING-NOTES §1).
+    processor.tokenizer.padding_side = "left"
+    model = load_model(settings.model, bf16=bool(args.bf16))
+
+    stop = context.stop if context is not None else threading.Event()
+    run_id = None
+    recorder = None
+    if settings.record_rollouts:
+        job = jobs.get_job(store, context.job_id) if context is not None and context.job_id is not None else None
+        run_id = job.run_id if job is not None and job.run_id is not None else None
+        if run_id is None:
+            run_name = settings.run_name or (
+                f"grpo job {job.id} rollouts" if job is not None else f"grpo {name} rollouts"
+            )
+            run_id = rollout_run(store, settings, name=run_name, dataset=name)
+            if job is not None:
+                jobs.update_job(store, job.id, run_id=run_id)
+        # Not strict: a failed trace write is logged and training goes on (the rollout itself is in memory).
+        recorder = Recorder(store, run_kind="rollout", run_id=run_id, checkpoint=settings.model, strict=False)
+
+    def record(result: RolloutResult, step: int) -> None:
+        if recorder is None:
+            return
+        uid = result.finished.episode_id
+        try:
+            if result.judgement is not None:
+                j = result.judgement
+                set_judgement(store, uid, j.verdict, j.reason, j.judge)
+            set_reward(store, uid, result.reward, train_step=step)
+        except Exception as exc:  # same policy as the recorder: keep training, say so
+            print(f"warning: could not record the reward of rollout {uid}: {exc}", flush=True)
+
+    image_token_id = model.config.image_token_id
+    sampling = sampling_of(settings, args)
+    vllm = None
+    if settings.vllm_server:
+        from training.vllm_turns import VLLMTurnClient
+
+        vllm = VLLMTurnClient(settings.vllm_server, sampling)
+    rollouts = Rollouts(
+        processor=processor,
+        dialect=dialect,
+        budgets=budgets,
+        toolbox=toolbox,
+        judge=judge,
+        questions=data.questions,
+        reward_weights=settings.reward_weights,
+        generator_factory=lambda unwrapped: BatchedGenerator(
+            unwrapped,
+            processor,
+            sampling,
+            wait_s=settings.batch_wait_s,
+            suppress_token_ids=(image_token_id,),
+            name=settings.model,
+        ),
+        vllm_generator=vllm,
+        recorder=recorder,
+        on_result=record,
+        cancel=stop,
+    )
+    job_callback = JobCallback(store, context.job_id if context else None, stop) if context is not None else None
+    try:
+        trainer = GRPOTrainer(
+            model=model,
+            processing_class=processor,
+            reward_funcs=list(REWARD_FUNCS),
+            train_dataset=data.dataset,
+            args=args,
+            rollout_func=rollouts,
+            peft_config=_peft_config(settings) if settings.use_peft else None,
+            callbacks=[*([job_callback] if job_callback else []), *callbacks],
+        )
+    except ValueError as exc:  # e.g. a batch that does not fill whole groups of num_generations
+        raise TrainingInputError(f"TRL refused the GRPO settings: {exc}") from None
+    try:
+        trainer.train()
+    finally:
+        if recorder is not None:
+            recorder.close()
+        judge.close()
+        if vllm is not None:
+            vllm.close()
+    out = Path(settings.output_dir)
+    final = out / ("adapter" if settings.use_peft else "model")
+    trainer.save_model(str(final))
+    save_processor(processor, final)
+    merged = save_merged(trainer.model, processor, out / "merged") if settings.use_peft and settings.merge else None
+    stopped = (job_callback.stopped_early if job_callback else False) or any(
+        isinstance(c, JobCallback) and c.stopped_early for c in callbacks
+    )
+    return GRPOResult(out, final, merged, trainer.state.global_step, stopped, run_id, tuple(trainer.state.log_history))
+
+
+def grpo_job(settings: GRPOSettings, budgets: Budgets, tools: ToolConfig, judge_config: JudgeConfig) -> Any:
+    """The job body for `python -m training grpo`."""
+
+    def work(context: JobContext) -> JobResult:
+        result = train_grpo(settings, budgets, tools, judge_config, store=context.store, context=context)
+        where = (
+            f"merged model: {result.merged_dir}"
+            if result.merged_dir
+            else f"{result.final_dir.name}: {result.final_dir}"
+        )
+        return JobResult(
+            result.stopped_early, f"GRPO: {result.steps} steps; rollouts in trace-store run {result.run_id}; {where}"
+        )
+
+    return work
