@@ -6,7 +6,7 @@ exactly like a live one: the Traces tab with `panel_values`, the Ask tab's strea
 The Ask tab's streaming event is registered with `postprocess=False`, and `LiveFrames` encodes each frame
 with the components' own `postprocess`: Gradio would run each output's postprocess in a worker thread of
 its own, nine thread hops a frame, and under load (bench/app_load.py, 20 sessions) that tripled the
-per-token overhead (p95 230-280 ms against 42-92 ms). The outputs that depend only on tool results (the
+per-token overhead (p95 157-286 ms against 42-92 ms). The outputs that depend only on tool results (the
 annotated image, the crop, its caption, the cards) are encoded when such a result arrives, not per frame: an
 image given anew is encoded anew (the annotated image plus a PNG mask per box). `gr.skip()` would not do:
 Gradio turns it into a component update and rebuilds the component on every frame (p95 over 600 ms).
