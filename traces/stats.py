@@ -3,7 +3,8 @@
 `run_report(store, run_id)` is accuracy over judged episodes with a bootstrap interval, the same per data source,
 which judge decided, the paper's tool-usage categories (Fig. 4), and mean turns, tool calls, tokens and latency.
 `compare_runs(store, a, b)` pairs two runs by item key: accuracy difference, an exact McNemar p-value and the
-questions whose verdict flipped.
+questions whose verdict flipped; `paired_questions(store, a, b)` lists every shared question with both verdicts
+(the Compare tab's CSV). `run_report(..., steps=(lo, hi))` reports a slice of a rollout run (its GRPO steps).
 
 Everything is computed by SQL aggregates over `episodes` (a handful of queries per run, no per-episode Python),
 so two runs of 10,000 episodes compare in well under a second. The bootstrap needs only counts: resampling n
@@ -106,6 +107,8 @@ class RunReport:
     latency_p95_s: float | None
     human_judged: int  # annotators' consensus verdicts
     human_accuracy: float | None
+    mean_text_searches: float | None = None  # over completed episodes
+    steps: tuple[int, int] | None = None  # the GRPO steps reported (a rollout run's slice), None: the whole run
 
 
 def bootstrap_ci(
@@ -131,8 +134,19 @@ def _float(value: Any) -> float | None:
     return float(value) if value is not None else None
 
 
-def run_report(store: TraceStore, run_id: int, *, resamples: int = BOOTSTRAP_RESAMPLES) -> RunReport:
+def _scope(run_id: int, steps: tuple[int, int] | None) -> ColumnElement[bool]:
+    """The run's episodes, or those of its GRPO steps lo..hi (inclusive) when `steps` is given."""
     e = episodes.c
+    if steps is None:
+        return e.run_id == run_id
+    return and_(e.run_id == run_id, e.train_step.between(steps[0], steps[1]))
+
+
+def run_report(
+    store: TraceStore, run_id: int, *, steps: tuple[int, int] | None = None, resamples: int = BOOTSTRAP_RESAMPLES
+) -> RunReport:
+    e = episodes.c
+    scope = _scope(run_id, steps)
     completed = e.status.in_(COMPLETED)
     judged = e.correct.is_not(None)
     timed = and_(completed, e.elapsed_s.is_not(None))
@@ -151,10 +165,11 @@ def run_report(store: TraceStore, run_id: int, *, resamples: int = BOOTSTRAP_RES
         _count_if(timed).label("timed"),
         func.avg(case((completed, e.n_turns))).label("turns"),
         func.avg(case((completed, e.n_tool_calls))).label("calls"),
+        func.avg(case((completed, e.n_text))).label("texts"),
         func.avg(case((completed, e.response_tokens))).label("tokens"),
         func.avg(case((timed, e.elapsed_s))).label("latency"),
         *(_count_if(and_(completed, tool_usage_condition(c))).label(c) for c in TOOL_USAGE_LABELS),
-    ).where(e.run_id == run_id)
+    ).where(scope)
     source = func.coalesce(e.dataset, literal(""))
     by_source = (
         select(
@@ -164,7 +179,7 @@ def run_report(store: TraceStore, run_id: int, *, resamples: int = BOOTSTRAP_RES
             _count_if(e.correct.is_(True)).label("correct"),
             _count_if(e.verdict == "unknown").label("unknown"),
         )
-        .where(e.run_id == run_id)
+        .where(scope)
         .group_by(source)
         .order_by(source)
     )
@@ -173,18 +188,13 @@ def run_report(store: TraceStore, run_id: int, *, resamples: int = BOOTSTRAP_RES
         if run is None:
             raise NotFoundError(f"no run {run_id}")
         t = conn.execute(totals).one()
-        statuses = {
-            s: int(k)
-            for s, k in conn.execute(select(e.status, func.count()).where(e.run_id == run_id).group_by(e.status))
-        }
+        statuses = {s: int(k) for s, k in conn.execute(select(e.status, func.count()).where(scope).group_by(e.status))}
         names = {
             j: int(k)
-            for j, k in conn.execute(
-                select(e.judge, func.count()).where(e.run_id == run_id, e.judge.is_not(None)).group_by(e.judge)
-            )
+            for j, k in conn.execute(select(e.judge, func.count()).where(scope, e.judge.is_not(None)).group_by(e.judge))
         }
         sources = conn.execute(by_source).all()
-        p50, p95 = _percentiles(conn, run_id, timed, int(t.timed))
+        p50, p95 = _percentiles(conn, scope, timed, int(t.timed))
     completed_n = int(t.completed)
     judge = dict((run.config or {}).get("judge") or {})
     judge["names"] = names
@@ -229,10 +239,14 @@ def run_report(store: TraceStore, run_id: int, *, resamples: int = BOOTSTRAP_RES
         latency_p95_s=p95,
         human_judged=int(t.human_judged),
         human_accuracy=_ratio(int(t.human_correct), int(t.human_judged)),
+        mean_text_searches=_float(t.texts),
+        steps=steps,
     )
 
 
-def _percentiles(conn: Any, run_id: int, condition: ColumnElement[bool], count: int) -> tuple[float | None, ...]:
+def _percentiles(
+    conn: Any, scope: ColumnElement[bool], condition: ColumnElement[bool], count: int
+) -> tuple[float | None, ...]:
     """Nearest-rank p50 and p95 of the run's latencies: one sort in the database, two rows back."""
     if not count:
         return None, None
@@ -240,7 +254,7 @@ def _percentiles(conn: Any, run_id: int, condition: ColumnElement[bool], count: 
     e = episodes.c
     ranked = (
         select(e.elapsed_s.label("v"), func.row_number().over(order_by=e.elapsed_s).label("rank"))
-        .where(e.run_id == run_id, condition)
+        .where(scope, condition)
         .subquery()
     )
     values = dict(conn.execute(select(ranked.c.rank, ranked.c.v).where(ranked.c.rank.in_(ranks))).all())
@@ -251,6 +265,7 @@ def report_dict(report: RunReport) -> dict[str, Any]:
     """The report as JSON-able data (what `--report FILE` writes and `traces stats --json` prints)."""
     data = asdict(report)
     data["ci95"] = list(report.ci95) if report.ci95 else None
+    data["steps"] = list(report.steps) if report.steps else None
     for source in data["by_source"].values():
         source["ci95"] = list(source["ci95"]) if source["ci95"] else None
     return data
@@ -383,8 +398,8 @@ class PairedComparison:
     flips_total: int
 
 
-def compare_runs(store: TraceStore, run_a: int, run_b: int, *, max_flips: int = 1000) -> PairedComparison:
-    """Pair completed episodes of two runs by item key (SQL join) and compare their verdicts."""
+def _paired(run_a: int, run_b: int) -> tuple[Any, Any, ColumnElement[bool]]:
+    """Two aliases of `episodes` and the join condition: completed episodes of A and B with the same item key."""
     a, b = episodes.alias("a"), episodes.alias("b")
     pair = and_(
         a.c.run_id == run_a,
@@ -393,6 +408,12 @@ def compare_runs(store: TraceStore, run_a: int, run_b: int, *, max_flips: int = 
         a.c.status.in_(COMPLETED),
         b.c.status.in_(COMPLETED),
     )
+    return a, b, pair
+
+
+def compare_runs(store: TraceStore, run_a: int, run_b: int, *, max_flips: int = 1000) -> PairedComparison:
+    """Pair completed episodes of two runs by item key (SQL join) and compare their verdicts."""
+    a, b, pair = _paired(run_a, run_b)
     both = and_(a.c.correct.is_not(None), b.c.correct.is_not(None))
     counts = select(
         func.count().label("shared"),
@@ -457,6 +478,48 @@ def compare_runs(store: TraceStore, run_a: int, run_b: int, *, max_flips: int = 
         flips=tuple(Flip(r.item_key, r.question, r.ua, r.ub, r.fa, r.fb, bool(r.ca), bool(r.cb)) for r in rows),
         flips_total=tf + ft,
     )
+
+
+@dataclass(frozen=True)
+class PairedQuestion:
+    """One question both runs completed, with each run's answer and verdict (None: not judged)."""
+
+    item_key: str
+    question: str
+    data_source: str | None
+    episode_a: str
+    episode_b: str
+    answer_a: str | None
+    answer_b: str | None
+    correct_a: bool | None
+    correct_b: bool | None
+
+    @property
+    def flipped(self) -> bool:
+        return self.correct_a is not None and self.correct_b is not None and self.correct_a != self.correct_b
+
+
+def paired_questions(store: TraceStore, run_a: int, run_b: int) -> list[PairedQuestion]:
+    """Every question completed in both runs, in item-key order: the per-question table behind `compare_runs`."""
+    a, b, pair = _paired(run_a, run_b)
+    stmt = (
+        select(
+            a.c.item_key,
+            a.c.question,
+            a.c.dataset,
+            a.c.uid.label("ua"),
+            b.c.uid.label("ub"),
+            a.c.final_answer.label("fa"),
+            b.c.final_answer.label("fb"),
+            a.c.correct.label("ca"),
+            b.c.correct.label("cb"),
+        )
+        .where(pair)
+        .order_by(a.c.item_key)
+    )
+    with store.read() as conn:
+        rows = conn.execute(stmt).all()
+    return [PairedQuestion(r.item_key, r.question, r.dataset, r.ua, r.ub, r.fa, r.fb, r.ca, r.cb) for r in rows]
 
 
 def comparison_dict(comparison: PairedComparison) -> dict[str, Any]:

@@ -217,3 +217,50 @@ def test_answered_directly_needs_an_answer(store):
     add(store, [episode_row(run, "k1"), episode_row(run, "k2", verdict="incorrect", status="format_error")])
     r = run_report(store, run)
     assert r.tool_usage_counts["answered_directly"] == 1 and r.tool_usage["answered_directly"] == 0.5
+
+
+def test_a_rollout_runs_steps_are_reported_apart(store):
+    run = store.create_run("grpo rollouts", "rollout")
+    add(
+        store,
+        [
+            episode_row(run, "k1", verdict="incorrect", train_step=0, n_text=0, elapsed_s=1.0),
+            episode_row(run, "k1", verdict="incorrect", train_step=1, n_text=2, n_tool_calls=2, elapsed_s=2.0),
+            episode_row(run, "k1", train_step=8, n_crop=1, n_text=1, n_tool_calls=2, elapsed_s=3.0),
+            episode_row(run, "k2", train_step=9, n_crop=1, n_text=3, n_tool_calls=4, elapsed_s=4.0),
+        ],
+    )
+    early, late, whole = (
+        run_report(store, run, steps=(0, 1)),
+        run_report(store, run, steps=(8, 9)),
+        run_report(store, run),
+    )
+    assert (early.n, early.accuracy, early.steps) == (2, 0.0, (0, 1))
+    assert (late.n, late.accuracy, late.tool_usage["crop_search"]) == (2, 1.0, 1.0)
+    assert early.mean_text_searches == 1.0 and late.mean_text_searches == 2.0 and whole.mean_text_searches == 1.5
+    assert (early.latency_p50_s, late.latency_p95_s) == (1.0, 4.0)
+    assert whole.n == 4 and whole.steps is None and report_dict(late)["steps"] == [8, 9]
+
+
+def test_paired_questions_lists_every_shared_question_with_both_verdicts(store):
+    from traces.stats import paired_questions
+
+    a, b = store.create_run("A", "eval"), store.create_run("B", "eval")
+    add(
+        store,
+        [
+            episode_row(a, "k1", dataset="infoseek"), episode_row(b, "k1", verdict="incorrect"),
+            episode_row(a, "k2"), episode_row(b, "k2"),
+            episode_row(a, "k3", verdict="unknown"), episode_row(b, "k3"),
+            episode_row(a, "k4"),  # A only
+            episode_row(a, "k5", verdict=None, status="error"), episode_row(b, "k5"),  # A's attempt failed
+        ],
+    )  # fmt: skip
+    rows = paired_questions(store, a, b)
+    assert [(r.item_key, r.correct_a, r.correct_b, r.flipped) for r in rows] == [
+        ("k1", True, False, True),
+        ("k2", True, True, False),
+        ("k3", None, True, False),
+    ]
+    assert rows[0].data_source == "infoseek" and rows[0].answer_b == "answer k1"
+    assert len(rows) == compare_runs(store, a, b).shared
