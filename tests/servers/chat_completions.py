@@ -113,6 +113,18 @@ def _apply_stop(text: str, stop: Sequence[str]) -> tuple[str, str | None]:
     return text[:pos], s
 
 
+def _reply_words(body: dict[str, Any], text: str) -> tuple[list[str], str, str | None]:
+    """The words of a reply to `body` (its stop strings and token limit applied), its finish reason, and the
+    stop string that ended it, as vLLM reports them."""
+    stop = body.get("stop") or []
+    text, stop_hit = _apply_stop(text, [stop] if isinstance(stop, str) else stop)
+    words = _words(text)
+    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+    if max_tokens is not None and len(words) > int(max_tokens):
+        return words[: int(max_tokens)], "length", None
+    return words, "stop", stop_hit
+
+
 class _QuietServer(ThreadingHTTPServer):
     # socketserver's default backlog of 5 drops connections when dozens of clients connect at once (an eval's 64
     # episodes); real servers (uvicorn under vLLM) listen with a backlog of 2048.
@@ -225,13 +237,7 @@ def scripted_chat_server(
                 message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": turn.text}
                 finish, stop_hit, words = "stop", None, []
             else:
-                stop = body.get("stop") or []
-                text, stop_hit = _apply_stop(turn, [stop] if isinstance(stop, str) else stop)
-                words = _words(text)
-                max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-                finish = "stop"
-                if max_tokens is not None and len(words) > int(max_tokens):
-                    words, finish, stop_hit = words[: int(max_tokens)], "length", None
+                words, finish, stop_hit = _reply_words(body, turn)
                 message = {"role": "assistant", "content": "".join(words)}
             self._json(
                 200,
@@ -253,14 +259,7 @@ def scripted_chat_server(
 
         def _stream(self, body: dict[str, Any], turn: Turn) -> None:
             text = turn.text if isinstance(turn, CutStream | GarbageStream | StreamError) else turn
-            stop = body.get("stop") or []
-            stop = [stop] if isinstance(stop, str) else stop
-            text, stop_hit = _apply_stop(text, stop)
-            words = _words(text)
-            max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-            finish = "stop"
-            if max_tokens is not None and len(words) > int(max_tokens):
-                words, finish, stop_hit = words[: int(max_tokens)], "length", None
+            words, finish, stop_hit = _reply_words(body, text)
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
