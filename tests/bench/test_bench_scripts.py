@@ -23,8 +23,15 @@ def _run(script: str, *args: str, timeout: float = 240) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_app_load_measures_every_token_of_every_session():
-    figures = _run("app_load.py", "--sessions", "2", "--words", "20", "--client-processes", "1", "--ramp", "0.2")
+def test_app_load_measures_every_token_of_every_session(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (90, 140, 200)).save(tmp_path / "photo.png")  # each session uploads it
+    figures = _run(
+        "app_load.py",
+        *("--sessions", "2", "--words", "20", "--client-processes", "1", "--ramp", "0.2"),
+        *("--image", str(tmp_path / "photo.png")),
+    )
     assert figures["errors"] == 0
     assert figures["tokens_measured"] == 2 * 2 * 20  # two sessions, two turns of 20 words: every one stamped
     assert figures["token_overhead_p95_ms"] is not None and figures["cpu_cores_used"]["app"] is not None
