@@ -244,6 +244,20 @@ def run_report(
     )
 
 
+def train_step_ranges(store: TraceStore, run_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """First and last GRPO step recorded in each run that has any (rollout runs), by run id."""
+    if not run_ids:
+        return {}
+    e = episodes.c
+    stmt = (
+        select(e.run_id, func.min(e.train_step), func.max(e.train_step))
+        .where(e.run_id.in_(list(run_ids)), e.train_step.is_not(None))
+        .group_by(e.run_id)
+    )
+    with store.read() as conn:
+        return {int(r): (int(lo), int(hi)) for r, lo, hi in conn.execute(stmt)}
+
+
 def _percentiles(
     conn: Any, scope: ColumnElement[bool], condition: ColumnElement[bool], count: int
 ) -> tuple[float | None, ...]:

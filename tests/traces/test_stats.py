@@ -264,3 +264,12 @@ def test_paired_questions_lists_every_shared_question_with_both_verdicts(store):
     ]
     assert rows[0].data_source == "infoseek" and rows[0].answer_b == "answer k1"
     assert len(rows) == compare_runs(store, a, b).shared
+
+
+def test_train_step_ranges_are_per_rollout_run(store):
+    from traces.stats import train_step_ranges
+
+    rollout, evaluation = store.create_run("rollouts", "rollout"), store.create_run("eval", "eval")
+    add(store, [episode_row(rollout, "k", train_step=s) for s in (3, 0, 7)] + [episode_row(evaluation, "k", train_step=None)])
+    assert train_step_ranges(store, [rollout, evaluation]) == {rollout: (0, 7)}
+    assert train_step_ranges(store, []) == {}
