@@ -18,7 +18,7 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agent.config import ModelConfig, add_episode_arguments
@@ -65,10 +65,10 @@ NOT_FLAGS = ("model", "tools", "budgets", "space_id", "oauth")
 class AppConfig:
     """What `python app.py` runs with. Flags for the app's own fields via agent.flags (group "app")."""
 
-    # What episodes start from; the settings panel edits copies.
-    model: ModelConfig = field(default_factory=ModelConfig)
-    tools: ToolConfig = field(default_factory=ToolConfig)
-    budgets: Budgets = field(default_factory=Budgets)
+    # What episodes start from; the settings panel edits copies. Their flags are their own classes'.
+    model: ModelConfig = setting(ModelConfig(), "the model episodes start with (flags: group model)")
+    tools: ToolConfig = setting(ToolConfig(), "the tools episodes start with (flags: group tools)")
+    budgets: Budgets = setting(Budgets(), "the budgets episodes start with (flags: group budgets)")
     # Set by Hugging Face Spaces, never flags.
     space_id: str = setting("", "the Hugging Face Space the app runs on", env="SPACE_ID")
     oauth: bool = setting(False, "Hugging Face sign-in: on a Space with hf_oauth: true (OAUTH_CLIENT_ID set)")
