@@ -17,6 +17,7 @@ from traces.errors import NotFoundError
 from traces.store import TraceStore
 from ui.ask_tab import build_ask_tab
 from ui.assets import CSS, KEYBOARD_JS
+from ui.compare_tab import build_compare_tab
 from ui.episode import set_runtime
 from ui.examples import load_examples
 from ui.runtime import Runtime
@@ -78,6 +79,8 @@ def build_blocks(app: AppConfig, runtime: Runtime) -> gr.Blocks:
                 build_ask_tab(app, runtime, examples)
             with gr.Tab("Traces", id="traces") as traces_tab:
                 traces = build_traces_tab(app, runtime.store, labels)
+            with gr.Tab("Compare", id="compare") as compare_tab:
+                build_compare_tab(runtime.store, compare_tab)
         refresh_fn, refresh_inputs, refresh_outputs = traces["refresh"]
         traces_tab.select(
             refresh_fn, refresh_inputs, refresh_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False
