@@ -23,6 +23,7 @@ from ui.examples import load_examples
 from ui.runtime import Runtime
 from ui.settings import DEFAULT_LABELS, AppConfig
 from ui.traces_tab import TRACES_CONCURRENCY, build_traces_tab
+from ui.train_tab import build_train_tab
 
 log = logging.getLogger("ui")
 TITLE = "DeepMMSearch-R1 studio"
@@ -74,17 +75,31 @@ def build_blocks(app: AppConfig, runtime: Runtime) -> gr.Blocks:
             )
             if app.oauth:
                 gr.LoginButton(size="sm")
-        with gr.Tabs():
-            with gr.Tab("Ask", id="ask"):
+        with gr.Tabs() as tabs:
+            with gr.Tab("Ask", id="ask") as ask_tab:
                 build_ask_tab(app, runtime, examples)
             with gr.Tab("Traces", id="traces") as traces_tab:
                 traces = build_traces_tab(app, runtime.store, labels)
+            with gr.Tab("Train", id="train") as train_tab:
+                train = build_train_tab(app, runtime.store, train_tab)
             with gr.Tab("Compare", id="compare") as compare_tab:
                 build_compare_tab(runtime.store, compare_tab)
         refresh_fn, refresh_inputs, refresh_outputs = traces["refresh"]
         traces_tab.select(
             refresh_fn, refresh_inputs, refresh_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False
         )
+        # The Train tab refreshes its jobs every few seconds while it is shown, not behind other tabs.
+        for other in (ask_tab, traces_tab, compare_tab):
+            other.select(lambda: gr.Timer(active=False), None, train["timer"], api_name=False)
+        # A GRPO job's "open its rollouts" shows the Traces tab filtered to the job's rollout run (the run filter
+        # is the last of the Traces tab's filter inputs).
+        rollout_btn, rollout_choice = train["rollouts"]
+        rollout_btn.click(
+            lambda run: (gr.Tabs(selected="traces"), run, gr.Timer(active=False)),
+            [rollout_choice],
+            [tabs, refresh_inputs[-1], train["timer"]],
+            api_name=False,
+        ).then(refresh_fn, refresh_inputs, refresh_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
         whoami, who = traces["who"]
         demo.load(whoami, None, who, api_name=False)
     # Episodes have their own concurrency limit (ask_tab); everything else gets a few workers of its own.

@@ -108,6 +108,15 @@ class AppConfig:
         "endpoints they type are still refused when private (warned about at start-up)",
         env="UNLOCK_SETTINGS",
     )
+    admins: tuple[str, ...] = setting(
+        (),
+        "who may launch training and eval jobs from the Train tab where settings are locked (a Space, "
+        "LOCK_SETTINGS=1): login or Hugging Face user names (repeatable; env: comma-separated); others see jobs "
+        "read-only",
+        env="APP_ADMINS",
+        flag="--admin",
+        metavar="USER",
+    )
     label_set: str = setting("default", "name of the annotation label set in the store")
     labels_text: str = setting(
         "",
