@@ -1,8 +1,8 @@
-"""The Settings accordion of the Ask tab: model, endpoint, dialect, tool providers, grounding thresholds and
-budgets. Values go to `ui.settings.resolve_settings` with every question; nothing here holds secrets."""
+"""The Settings accordion of the Ask tab: model, endpoint, dialect, tool providers, summariser, grounding
+thresholds and budgets. Values go to `ui.settings.resolve_settings` with every question; nothing here holds
+secrets. Where the settings are locked (ui.settings), the fields visitors may not change are disabled."""
 
 from dataclasses import dataclass
-from typing import Any
 
 import gradio as gr
 
@@ -14,16 +14,16 @@ from ui.settings import AppConfig, settings_defaults
 @dataclass
 class SettingsPanel:
     keys: list[str]
-    components: list[Any]
+    components: list[gr.components.Component]
 
 
 def build_settings_panel(app: AppConfig) -> SettingsPanel:
     values = settings_defaults(app)
     locked = app.settings_locked
     keys: list[str] = []
-    components: list[Any] = []
+    components: list[gr.components.Component] = []
 
-    def add(key: str, component: Any) -> None:
+    def add(key: str, component: gr.components.Component) -> None:
         keys.append(key)
         components.append(component)
 
