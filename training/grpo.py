@@ -14,7 +14,7 @@ real judgement), so an unreachable endpoint is a clear error at start instead of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ class GRPOResult:
     stopped_early: bool
     run_id: int | None  # the rollout run in the trace store
     log_history: tuple[dict[str, Any], ...]
+    rollouts: Rollouts = field(repr=False)  # its stats and last results (benchmarks, tests)
 
 
 def check_judge(judge: Judge, cfg: JudgeConfig) -> None:
@@ -60,10 +61,17 @@ def check_judge(judge: Judge, cfg: JudgeConfig) -> None:
         )
 
 
-def rollout_run(store: TraceStore, settings: GRPOSettings, *, name: str, dataset: str) -> int:
-    """The trace-store run GRPO's rollout episodes are recorded in."""
-    return store.create_run(
-        name,
+def rollout_run_name(settings: GRPOSettings, job_id: int | None) -> str:
+    if settings.run_name:
+        return settings.run_name
+    return f"grpo job {job_id} rollouts" if job_id is not None else f"grpo {settings.output_dir} rollouts"
+
+
+def rollout_run(store: TraceStore, settings: GRPOSettings, *, job_id: int | None, dataset: str) -> int:
+    """The trace-store run GRPO's rollout episodes are recorded in: found or created by name, so that the runner
+    (before launching) and every rank of a job land on the same run."""
+    return store.recording_run(
+        rollout_run_name(settings, job_id),
         "rollout",
         model=settings.model,
         backend="grpo-policy",
@@ -139,15 +147,10 @@ def train_grpo(
     run_id = None
     recorder = None
     if settings.record_rollouts:
-        job = jobs.get_job(store, context.job_id) if context is not None and context.job_id is not None else None
-        run_id = job.run_id if job is not None and job.run_id is not None else None
-        if run_id is None:
-            run_name = settings.run_name or (
-                f"grpo job {job.id} rollouts" if job is not None else f"grpo {name} rollouts"
-            )
-            run_id = rollout_run(store, settings, name=run_name, dataset=name)
-            if job is not None:
-                jobs.update_job(store, job.id, run_id=run_id)
+        job_id = context.job_id if context is not None else None
+        run_id = rollout_run(store, settings, job_id=job_id, dataset=name)
+        if job_id is not None and context is not None and context.is_main:
+            jobs.update_job(store, job_id, run_id=run_id)
         # Not strict: a failed trace write is logged and training goes on (the rollout itself is in memory).
         recorder = Recorder(store, run_kind="rollout", run_id=run_id, checkpoint=settings.model, strict=False)
 
@@ -216,12 +219,17 @@ def train_grpo(
     out = Path(settings.output_dir)
     final = out / ("adapter" if settings.use_peft else "model")
     trainer.save_model(str(final))
-    save_processor(processor, final)
-    merged = save_merged(trainer.model, processor, out / "merged") if settings.use_peft and settings.merge else None
+    merged = None
+    if trainer.is_world_process_zero():  # save_model is collective (ZeRO-3 gathers); these files are written once
+        save_processor(processor, final)
+        if settings.use_peft and settings.merge:
+            merged = save_merged(trainer.model, processor, out / "merged")
     stopped = (job_callback.stopped_early if job_callback else False) or any(
         isinstance(c, JobCallback) and c.stopped_early for c in callbacks
     )
-    return GRPOResult(out, final, merged, trainer.state.global_step, stopped, run_id, tuple(trainer.state.log_history))
+    return GRPOResult(
+        out, final, merged, trainer.state.global_step, stopped, run_id, tuple(trainer.state.log_history), rollouts
+    )
 
 
 def grpo_job(settings: GRPOSettings, budgets: Budgets, tools: ToolConfig, judge_config: JudgeConfig) -> Any:

@@ -109,9 +109,23 @@ def open_job(
             current = jobs.get_job(store, job_id)
             if current.pid is None:
                 jobs.update_job(store, job_id, pid=os.getpid(), host=socket.gethostname())
+    if launch.job_id is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        job_id = _shared_job_id(job_id)
     stop = threading.Event()
     _install_stop_handlers(stop)
     return JobContext(store, job_id, stop, rank)
+
+
+def _shared_job_id(job_id: int | None) -> int | None:
+    """Under a bare `torchrun` every rank needs the row rank 0 just created: broadcast its id. (The runner
+    creates the row before any process starts and passes --job-id instead.)"""
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    PartialState()  # joins the process group torchrun set up (the Trainer reuses it)
+    shared = [job_id]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]
 
 
 def run_job(context: JobContext, work: Callable[[JobContext], JobResult]) -> int:

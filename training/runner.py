@@ -123,10 +123,8 @@ def launch(
             # Created here, before any process starts, so that every rank records into the same run.
             from training.grpo import rollout_run
 
-            run_name = main.run_name or f"grpo job {job_id} rollouts"
-            job_rows.update_job(
-                store, job_id, run_id=rollout_run(store, main, name=run_name, dataset=Path(main.data).stem)
-            )
+            run_id = rollout_run(store, main, job_id=job_id, dataset=Path(main.data).stem)
+            job_rows.update_job(store, job_id, run_id=run_id)
         log_dir = Path(launch_settings.log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = (log_dir / f"job-{job_id}.log").resolve()

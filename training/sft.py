@@ -124,8 +124,11 @@ def train_sft(
     out = Path(settings.output_dir)
     final = out / ("adapter" if settings.use_peft else "model")
     trainer.save_model(str(final))
-    save_processor(processor, final)
-    merged = save_merged(trainer.model, processor, out / "merged") if settings.use_peft and settings.merge else None
+    merged = None
+    if trainer.is_world_process_zero():  # save_model is collective (ZeRO-3 gathers); these files are written once
+        save_processor(processor, final)
+        if settings.use_peft and settings.merge:
+            merged = save_merged(trainer.model, processor, out / "merged")
     stopped = any(isinstance(c, JobCallback) and c.stopped_early for c in callbacks)
     losses = tuple(float(h["loss"]) for h in trainer.state.log_history if "loss" in h)
     return SFTResult(out, final, merged, trainer.state.global_step, stopped, losses)
