@@ -45,6 +45,7 @@ def test_app_load_measures_every_token_of_every_session(tmp_path):
         ("model_7b.py", ["--scale", "tiny", "--new-tokens", "8", "--image-size", "56"], "time_to_first_token_s"),
         ("text_search_pipeline.py", [], "ratio_to_slowest_page"),
         ("grounding.py", ["--scale", "tiny", "--runs", "1"], "cpu_s_per_crop_median"),
+        ("compare_tab.py", ["--episodes", "200", "--jobs", "50", "--rounds", "1"], "compare_s_median"),
         (
             "eval_throughput.py",
             ["--episodes", "4", "--concurrency", "2", "--turn-tokens", "10", "--solo-runs", "1"],
