@@ -71,7 +71,7 @@ def jobs_table(jobs: Sequence[JobRecord], *, now: float | None = None) -> list[l
         [
             job.id,
             job.kind,
-            truncate(job.name, 60),
+            truncate(job.name, 40),
             STATUS_MARKS.get(job.status, job.status),
             progress(job),
             _started(job, now),

@@ -105,55 +105,62 @@ def build_train_tab(app: AppConfig, store: TraceStore, tab: gr.Tab) -> dict[str,
         "**Preview command** shows the exact line to run elsewhere (e.g. on a cluster)."
     )
     access = gr.Markdown("", elem_id="train-access")
-    kind = gr.Radio([(label, k) for k, label in KIND_LABELS.items()], value="sft", label="Job", elem_id="train-kind")
-    columns: dict[str, gr.Column] = {}
-    inputs: list[gr.components.Component] = []
-    judge_prompt: gr.components.Component | None = None
-    judge_prompt_field: FormField | None = None
-    for section in SECTION_CLASSES:
-        with gr.Column(visible=section in KIND_SECTIONS["sft"]) as column:
-            gr.Markdown(f"#### {SECTION_TITLES[section]}")
-            groups: dict[str, list[FormField]] = {}
-            for f in fields:
-                if f.section == section:
-                    groups.setdefault(f.group, []).append(f)
-            for title, members in groups.items():
-                with gr.Accordion(title, open=title in OPEN_GROUPS):
-                    for f in members:
-                        component = _component(f, initial_value(f, environ=os.environ, prefill=filled))
-                        inputs.append(component)
-                        if (f.section, f.name) == ("judge", "judge_prompt"):
-                            judge_prompt, judge_prompt_field = component, f
-        columns[section] = column
-    allow_cpu = gr.Checkbox(
-        value=False,
-        label="Run on CPU anyway",
-        info="a model of 3B parameters or more is refused without a GPU unless this is ticked",
-        elem_id="train-allow-cpu",
-    )
-    with gr.Row():
-        preview_btn = gr.Button("Preview command", elem_id="train-preview")
-        launch_btn = gr.Button("Launch", variant="primary", elem_id="train-launch")
-    message = gr.Markdown("", elem_id="train-message")
-    command = gr.Code("", language="shell", label="Command", interactive=False, elem_id="train-command")
-
-    gr.Markdown("### Jobs")
-    with gr.Row():
-        refresh_btn = gr.Button("Refresh", size="sm", elem_id="train-refresh")
-        caption = gr.Markdown("", elem_id="train-caption")
-    table = gr.Dataframe(
-        headers=JOB_COLUMNS, value=[], interactive=False, wrap=True, max_height=320, elem_id="train-jobs"
-    )
-    job_md = gr.Markdown("*Select a job in the list.*", elem_id="train-job")
-    with gr.Row():
-        cancel_btn = gr.Button("Cancel job", variant="stop", size="sm", interactive=False, elem_id="train-cancel")
-        rollout_btn = gr.Button(
-            "Open its rollouts in the Traces tab", size="sm", visible=False, elem_id="train-rollouts"
-        )
-    chart = gr.Plot(label="Metrics", elem_id="train-chart")
-    log_box = gr.Textbox(
-        label="Log (tail)", lines=12, max_lines=20, interactive=False, autoscroll=True, elem_id="train-log"
-    )
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=420):
+            kind = gr.Radio(
+                [(label, k) for k, label in KIND_LABELS.items()], value="sft", label="Job", elem_id="train-kind"
+            )
+            columns: dict[str, gr.Column] = {}
+            inputs: list[gr.components.Component] = []
+            judge_prompt: gr.components.Component | None = None
+            judge_prompt_field: FormField | None = None
+            for section in SECTION_CLASSES:
+                with gr.Column(visible=section in KIND_SECTIONS["sft"], elem_id=f"train-{section}-section") as column:
+                    groups: dict[str, list[FormField]] = {}
+                    for f in fields:
+                        if f.section == section:
+                            groups.setdefault(f.group, []).append(f)
+                    if list(groups) != [SECTION_TITLES[section]]:  # a lone group already carries the title
+                        gr.Markdown(f"#### {SECTION_TITLES[section]}")
+                    for title, members in groups.items():
+                        with gr.Accordion(title, open=title in OPEN_GROUPS):
+                            for f in members:
+                                component = _component(f, initial_value(f, environ=os.environ, prefill=filled))
+                                inputs.append(component)
+                                if (f.section, f.name) == ("judge", "judge_prompt"):
+                                    judge_prompt, judge_prompt_field = component, f
+                columns[section] = column
+            allow_cpu = gr.Checkbox(
+                value=False,
+                label="Run on CPU anyway",
+                info="a model of 3B parameters or more is refused without a GPU unless this is ticked",
+                elem_id="train-allow-cpu",
+            )
+            with gr.Row():
+                preview_btn = gr.Button("Preview command", elem_id="train-preview")
+                launch_btn = gr.Button("Launch", variant="primary", elem_id="train-launch")
+            message = gr.Markdown("", elem_id="train-message")
+            command = gr.Code("", language="shell", label="Command", interactive=False, elem_id="train-command")
+        with gr.Column(scale=3, min_width=480):
+            gr.Markdown("### Jobs")
+            with gr.Row():
+                refresh_btn = gr.Button("Refresh", size="sm", elem_id="train-refresh")
+                caption = gr.Markdown("", elem_id="train-caption")
+            table = gr.Dataframe(
+                headers=JOB_COLUMNS, value=[], interactive=False, wrap=True, max_height=320, elem_id="train-jobs"
+            )
+            job_md = gr.Markdown("*Select a job in the list.*", elem_id="train-job")
+            with gr.Row():
+                cancel_btn = gr.Button(
+                    "Cancel job", variant="stop", size="sm", interactive=False, elem_id="train-cancel"
+                )
+                rollout_btn = gr.Button(
+                    "Open its rollouts in the Traces tab", size="sm", visible=False, elem_id="train-rollouts"
+                )
+            chart = gr.Plot(label="Metrics", elem_id="train-chart")
+            log_box = gr.Textbox(
+                label="Log (tail)", lines=12, max_lines=20, interactive=False, autoscroll=True, elem_id="train-log"
+            )
     timer = gr.Timer(REFRESH_S, active=False)
 
     # --- callbacks ---------------------------------------------------------------------------------------------
