@@ -1,8 +1,9 @@
 """Sampling the turns of many concurrent episodes with transformers: one batched `generate` per round.
 
 Episode threads call `BatchedGenerator.generate` and block; the thread that holds the (unwrapped) model calls
-`serve` until every episode is done. A round starts when every running episode is waiting for its next turn, or
-`wait_s` after the last request arrived, so an episode busy in a slow tool call holds the others back only briefly.
+`serve` until every episode is done. A round starts when every episode still running is waiting for its next
+turn, or `wait_s` after the last request arrived, so an episode busy in a slow tool call holds the others back
+only briefly.
 
 Why one batched call instead of a `generate` per thread: Qwen2.5-VL keeps per-call state on the module
 (`rope_deltas`), so concurrent `generate` calls on one model corrupt each other; and one batch uses a GPU far
@@ -66,11 +67,15 @@ class BatchedGenerator:
         self._last_arrival = 0.0
         self.rounds: list[tuple[int, float]] = []  # (rows, seconds) per generate call, for benchmarks and logs
 
+    def begin(self, episodes: int) -> None:
+        """Declare `episodes` episodes about to run, before their threads start: a round then waits for all of
+        them instead of firing when only the threads that happened to start first have asked."""
+        with self._cond:
+            self._running += episodes
+
     @contextmanager
     def episode(self) -> Iterator[None]:
-        """Counts an episode as running while its thread is inside this block."""
-        with self._cond:
-            self._running += 1
+        """The block an episode (declared with `begin`) runs in; leaving it means it will ask for no more turns."""
         try:
             yield
         finally:

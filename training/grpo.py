@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.events import Event
 from agent.judge import Judge, JudgeConfig, build_judge
 from agent.loop import Budgets
 from agent.protocol import get_dialect
@@ -115,8 +116,10 @@ def train_grpo(
     questions: Sequence[Question] | None = None,
     callbacks: Sequence[Any] = (),
     trl_overrides: dict[str, Any] | None = None,
+    loaded: tuple[Any, Any] | None = None,
 ) -> GRPOResult:
-    """Train, recording rollouts in `store`; see the module docstring."""
+    """Train, recording rollouts in `store`; see the module docstring. `loaded`: a (model, processor) already in
+    memory instead of loading `settings.model` (benchmarks)."""
     import threading
 
     from trl import GRPOTrainer
@@ -124,10 +127,10 @@ def train_grpo(
     dialect = get_dialect(settings.dialect, settings.prompts_file)
     name = Path(settings.data).stem or "questions"
     if questions is None:
-        loaded, skipped, name = load_questions(settings.data, store=store, limit=settings.limit)
+        read, skipped, name = load_questions(settings.data, store=store, limit=settings.limit)
         if skipped:
             print(f"questions: {len(skipped)} skipped, e.g. {skipped[0]}", flush=True)
-        questions = loaded
+        questions = read
     data = question_dataset(questions, dialect, max_tool_calls=budgets.max_tool_calls, name=name)
     if settings.vllm_server:
         from training.vllm_turns import check_server
@@ -138,10 +141,13 @@ def train_grpo(
     toolbox = build_toolbox(tools)
 
     args = settings.trl_args(budgets, **(trl_overrides or {}))
-    processor = load_processor(settings.model, max_pixels=settings.max_pixels)
+    if loaded is not None:
+        model, processor = loaded
+    else:
+        processor = load_processor(settings.model, max_pixels=settings.max_pixels)
+        model = load_model(settings.model, bf16=bool(args.bf16))
     # GRPO left-pads prompts; a processor left at right padding misaligns image tokens silently (TRAINING-NOTES §1).
     processor.tokenizer.padding_side = "left"
-    model = load_model(settings.model, bf16=bool(args.bf16))
 
     stop = context.stop if context is not None else threading.Event()
     run_id = None
@@ -151,20 +157,24 @@ def train_grpo(
         run_id = rollout_run(store, settings, job_id=job_id, dataset=name)
         if job_id is not None and context is not None and context.is_main:
             jobs.update_job(store, job_id, run_id=run_id)
-        # Not strict: a failed trace write is logged and training goes on (the rollout itself is in memory).
-        recorder = Recorder(store, run_kind="rollout", run_id=run_id, checkpoint=settings.model, strict=False)
+        recorder = Recorder(store, run_kind="rollout", run_id=run_id, checkpoint=settings.model)
 
-    def record(result: RolloutResult, step: int) -> None:
+    def record(result: RolloutResult, events: Sequence[Event], step: int) -> None:
+        """A rollout is worth keeping whole: written once it is judged, its events in one transaction (one
+        commit instead of one per event, which 64 episodes at once would wait on), then verdict and reward."""
         if recorder is None:
             return
         uid = result.finished.episode_id
         try:
+            with recorder.transaction():
+                for event in events:
+                    recorder(event)
             if result.judgement is not None:
                 j = result.judgement
                 set_judgement(store, uid, j.verdict, j.reason, j.judge)
             set_reward(store, uid, result.reward, train_step=step)
-        except Exception as exc:  # same policy as the recorder: keep training, say so
-            print(f"warning: could not record the reward of rollout {uid}: {exc}", flush=True)
+        except Exception as exc:  # a trace-store hiccup must not end a long training run: say so and go on
+            print(f"warning: could not record rollout {uid}: {type(exc).__name__}: {exc}", flush=True)
 
     image_token_id = model.config.image_token_id
     sampling = sampling_of(settings, args)
@@ -190,7 +200,6 @@ def train_grpo(
             name=settings.model,
         ),
         vllm_generator=vllm,
-        recorder=recorder,
         on_result=record,
         cancel=stop,
     )

@@ -56,8 +56,12 @@ class TurnGenerator(Protocol):
 
     endpoint: str
 
+    def begin(self, episodes: int) -> None:
+        """`episodes` episodes are about to run (a batcher waits for all of them before a round)."""
+        ...
+
     def episode(self) -> AbstractContextManager[None]:
-        """Entered by an episode's thread for the episode's whole run (a batcher counts who may still ask)."""
+        """Entered by an episode's thread for the episode's whole run; leaving it means no more turns."""
         ...
 
     def generate(self, request: TurnRequest, cancel: threading.Event | None) -> TurnOutput: ...
@@ -114,6 +118,9 @@ class PolicyBackend:
     images: tuple[Any, ...] = ()
     image_key: str | None = None
     n_rendered: int = 0  # messages already turned into ids
+    # The first turn's `render_prompt` output when the caller already has it: the rollouts of one question share
+    # one rendering (image processing and tokenisation are most of what an episode costs besides generation).
+    rendered_prompt: tuple[list[int], dict[str, Any], list[Any]] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -124,7 +131,8 @@ class PolicyBackend:
         return self.processor.tokenizer
 
     def _begin(self, messages: Sequence[Message]) -> None:
-        self.prompt_ids, self.mm, images = render_prompt(self.processor, messages)
+        ids, self.mm, images = self.rendered_prompt or render_prompt(self.processor, messages)
+        self.prompt_ids = list(ids)
         self.images = tuple(images)
         if images:
             self.image_key = image_sha256(images[0])

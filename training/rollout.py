@@ -17,7 +17,8 @@ and reward, and returned as token ids with the environment mask. Keys returned:
 Generation: with transformers, the trainer's model is unwrapped (and ZeRO-3 parameters gathered) once per call,
 not once per turn, and every round of turns is one batched `generate` (`training.generation`). With
 `--vllm-server`, each episode thread sends its turns to the server itself (`training.vllm_turns`); TRL syncs
-the weights before this function runs. Cancel: the job's stop flag is each episode's `cancel`, so rollouts stop
+the weights before this function runs. A finished episode goes to `on_result` with its events, judgement and
+reward (GRPO records it in the trace store then, whole). Cancel: the job's stop flag is each episode's `cancel`, so rollouts stop
 mid-episode; their rows carry no reward (advantage 0) and the job stops at the end of the step.
 """
 
@@ -97,14 +98,19 @@ class RolloutResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class CallTiming:
+    episodes: int
+    seconds: float  # the whole rollout call
+    generate_seconds: float  # inside transformers `generate` (batched rounds); 0 with a vLLM server
+    generate_rounds: int
+
+
 @dataclass
 class RolloutStats:
-    """What the last call spent, for the rollout-overhead benchmark and the job's log."""
+    """What the rollout calls spent (for the rollout-overhead benchmark) and how their episodes ended."""
 
-    calls: int = 0
-    episodes: int = 0
-    seconds: float = 0.0
-    generate_seconds: float = 0.0
+    calls: list[CallTiming] = field(default_factory=list)
     statuses: collections.Counter = field(default_factory=collections.Counter)
 
 
@@ -123,8 +129,7 @@ class Rollouts:
         reward_weights: tuple[float, float],
         generator_factory: Callable[[Any], TurnGenerator] | None = None,
         vllm_generator: TurnGenerator | None = None,
-        recorder: Callable[[Event], None] | None = None,
-        on_result: Callable[[RolloutResult, int], None] | None = None,
+        on_result: Callable[[RolloutResult, Sequence[Event], int], None] | None = None,
         cancel: threading.Event | None = None,
         max_concurrency: int = 64,
         check_prompts: bool = True,
@@ -140,7 +145,6 @@ class Rollouts:
         self.reward_weights = reward_weights
         self.generator_factory = generator_factory
         self.vllm_generator = vllm_generator
-        self.recorder = recorder
         self.on_result = on_result
         self.cancel = cancel or threading.Event()
         self.max_concurrency = max_concurrency
@@ -153,6 +157,7 @@ class Rollouts:
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         start = time.monotonic()
+        self._rounds: list[tuple[int, float]] = []
         step = int(trainer.state.global_step)
         items = [self._question(prompt) for prompt in prompts]
         if self.vllm_generator is not None:
@@ -169,9 +174,9 @@ class Rollouts:
             )
         if self.check_prompts:
             self._check_prompt_ids(prompts, items, results, trainer)
-        self.stats.calls += 1
-        self.stats.episodes += len(results)
-        self.stats.seconds += time.monotonic() - start
+        self.stats.calls.append(
+            CallTiming(len(results), time.monotonic() - start, sum(s for _, s in self._rounds), len(self._rounds))
+        )
         self.stats.statuses.update(r.finished.status for r in results)
         self.last_results = results
         return self._output(results)
@@ -204,7 +209,9 @@ class Rollouts:
             DistributedBackend(trainer.accelerator).summon_full_params(trainer.model_wrapped, recurse=False),
         ):
             generator = self.generator_factory(model)
-            return self._run_all(items, step, generator, serve=generator.serve)
+            results = self._run_all(items, step, generator, serve=generator.serve)
+            self._rounds = generator.rounds
+            return results
 
     def _run_all(
         self,
@@ -214,33 +221,41 @@ class Rollouts:
         serve: Callable[[Callable[[], bool]], None] | None,
     ) -> list[RolloutResult]:
         workers = max(1, min(self.max_concurrency, len(items)))
+        prompts: dict[str, tuple[list[int], dict[str, Any], list[Any]]] = {}
+        for item in items:  # the num_generations rollouts of a question start from one rendering of it
+            if item.key not in prompts:
+                messages = first_messages(
+                    self.dialect, item.question, item.image, max_tool_calls=self.budgets.max_tool_calls
+                )
+                prompts[item.key] = render_prompt(self.processor, messages)
+        generator.begin(len(items))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rollout") as pool:
-            futures = [pool.submit(self._episode, item, step, generator) for item in items]
+            futures = [pool.submit(self._episode, item, step, generator, prompts[item.key]) for item in items]
             if serve is not None:
                 serve(lambda: all(f.done() for f in futures))
             return [f.result() for f in futures]
 
-    def _episode(self, item: Question, step: int, generator: TurnGenerator) -> RolloutResult:
+    def _episode(
+        self, item: Question, step: int, generator: TurnGenerator, prompt: tuple[list[int], dict[str, Any], list[Any]]
+    ) -> RolloutResult:
         start = time.monotonic()
-        policy = PolicyBackend(self.processor, generator)
-        finished: EpisodeFinished | None = None
+        policy = PolicyBackend(self.processor, generator, rendered_prompt=prompt)
         with generator.episode():
-            events = run_episode(
-                item.question,
-                item.image,
-                policy,
-                self.toolbox,
-                dialect=self.dialect,
-                budgets=self.budgets,
-                cancel=self.cancel,
-                on_event=self.recorder,
-                gold_answers=item.gold_answers,
-                config={"train_step": step, "item_key": item.key, "dataset": item.data_source},
+            events = list(
+                run_episode(
+                    item.question,
+                    item.image,
+                    policy,
+                    self.toolbox,
+                    dialect=self.dialect,
+                    budgets=self.budgets,
+                    cancel=self.cancel,
+                    gold_answers=item.gold_answers,
+                    config={"train_step": step, "item_key": item.key, "dataset": item.data_source},
+                )
             )
-            for event in events:
-                if isinstance(event, EpisodeFinished):
-                    finished = event
-        assert finished is not None
+        finished = events[-1]
+        assert isinstance(finished, EpisodeFinished)
         trajectory = policy.trajectory(finished) or self._empty_trajectory(item)
         judgement = None
         if finished.status not in NO_SIGNAL:
@@ -252,7 +267,7 @@ class Rollouts:
             item, finished, trajectory, judgement, judge_score, format_score, reward, time.monotonic() - start
         )
         if self.on_result is not None:
-            self.on_result(result, step)
+            self.on_result(result, events, step)
         return result
 
     def _empty_trajectory(self, item: Question) -> Trajectory:

@@ -6,6 +6,8 @@ own session with its output in a log file, and records the process. The process 
 (`training.job`, `training.callbacks`). `cancel` sends SIGTERM: training stops at the end of the current step on
 every rank and saves a checkpoint there, rollouts stop mid-episode; after a grace period the whole process group
 gets SIGKILL. `list_jobs` and `get_job` mark a job whose process is gone without reporting as `interrupted`.
+An eval job is `python -m agent eval ... --job-id N` (one process): it records its progress and accuracy so far in
+the row, and SIGTERM stops it like Ctrl-C (finished episodes kept, the same command resumes).
 
 Public functions (what the Train tab calls): `launch`, `preview_command`, `cancel`, `list_jobs`, `get_job`,
 `metric_history`, `log_tail`, `job_configs`.
@@ -32,7 +34,7 @@ from traces.records import JobMetricRecord, JobRecord
 from traces.store import TraceStore, open_store
 from training.config import GRPOSettings, LaunchSettings, SFTSettings, settings_dict
 
-KINDS = ("sft", "grpo")
+KINDS = ("sft", "grpo", "eval")  # eval: `python -m agent eval`, one process, recording its progress here
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GRACE_S = 30.0
 # Our own children, so that a finished one is reaped (a zombie still answers kill(pid, 0)).
@@ -67,6 +69,11 @@ def config_argv(config: object) -> list[str]:
 def _training_argv(kind: str, configs: Sequence[object], launch: LaunchSettings) -> list[str]:
     if kind not in KINDS:
         raise ValueError(f"job kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if kind == "eval":
+        if launch.num_processes > 1:
+            raise ValueError("an eval job runs in one process (its --concurrency sets the episodes in flight)")
+        flags = [flag for config in configs for flag in config_argv(config)]
+        return [sys.executable, "-m", "agent", "eval", *flags, *([] if "--db" in flags else ["--db", launch.db])]
     flags = [kind]
     for config in configs:
         flags += config_argv(config)
@@ -101,24 +108,46 @@ def _main_settings(configs: Sequence[object]) -> SFTSettings | GRPOSettings:
     raise ValueError("a training job needs its SFTSettings or GRPOSettings among its configs")
 
 
+def _job_name(kind: str, configs: Sequence[object]) -> str:
+    if kind == "eval":
+        from agent.config import ModelConfig
+        from agent.eval import EvalConfig
+
+        model = next((c.model for c in configs if isinstance(c, ModelConfig)), "?")
+        data = next((c.data for c in configs if isinstance(c, EvalConfig)), "?")
+        return f"eval {Path(model).name or model} on {Path(data).name or data}"
+    main = _main_settings(configs)
+    return f"{kind} {Path(main.model).name or main.model} -> {main.output_dir}"
+
+
 def job_configs(configs: Sequence[object]) -> dict[str, Any]:
     """What the job row keeps as its config: each settings object by class name, JSON-safe."""
     return {type(c).__name__: settings_dict(c) for c in configs}
 
 
 def launch(
-    kind: str, configs: Sequence[object], launch_settings: LaunchSettings, *, store: TraceStore | None = None
+    kind: str,
+    configs: Sequence[object],
+    launch_settings: LaunchSettings,
+    *,
+    store: TraceStore | None = None,
+    launched_by: str | None = None,
 ) -> int:
-    """Create the job's row and start its process in the background; returns the job id."""
+    """Create the job's row and start its process in the background; returns the job id. `launched_by` names
+    who asked (the Train tab's signed-in user; default: the account running this process)."""
     own_store = store is None
     store = store or open_store(launch_settings.db)
     try:
-        main = _main_settings(configs)
         argv = _training_argv(kind, configs, launch_settings)
-        name = f"{kind} {Path(main.model).name or main.model} -> {main.output_dir}"
         job_id = job_rows.create_job(
-            store, kind, name, job_configs(configs), command=argv, launched_by=os.environ.get("USER") or None
+            store,
+            kind,
+            _job_name(kind, configs),
+            job_configs(configs),
+            command=argv,
+            launched_by=launched_by or os.environ.get("USER") or None,
         )
+        main = _main_settings(configs) if kind != "eval" else None
         if isinstance(main, GRPOSettings) and main.record_rollouts:
             # Created here, before any process starts, so that every rank records into the same run.
             from training.grpo import rollout_run
@@ -183,7 +212,7 @@ def process_alive(pid: int) -> bool:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
         except (OSError, IndexError):
             return True
-        if state == "Z" or b"training" not in cmdline:
+        if state == "Z" or not (b"training" in cmdline or b"agent eval" in cmdline):
             return False
     return True
 

@@ -98,13 +98,18 @@ def train_sft(
     *,
     callbacks: Sequence[Any] = (),
     trl_overrides: dict[str, Any] | None = None,
+    loaded: tuple[Any, Any] | None = None,
 ) -> SFTResult:
-    """Train and save; returns where things went. `dataset` is from `load_sft_data` or `sft_dataset_from_rows`."""
+    """Train and save; returns where things went. `dataset` is from `load_sft_data` or `sft_dataset_from_rows`.
+    `loaded`: a (model, processor) already in memory instead of loading `settings.model` (benchmarks)."""
     from trl import SFTTrainer
 
     args = settings.trl_args(**(trl_overrides or {}))
-    processor = load_processor(settings.model, max_pixels=settings.max_pixels)
-    model = load_model(settings.model, bf16=bool(args.bf16))
+    if loaded is not None:
+        model, processor = loaded
+    else:
+        processor = load_processor(settings.model, max_pixels=settings.max_pixels)
+        model = load_model(settings.model, bf16=bool(args.bf16))
     if not settings.use_peft and settings.freeze_vision:
         for name, parameter in model.named_parameters():
             if is_vision_parameter(name):

@@ -88,9 +88,12 @@ class VLLMTurnClient:
         self._features: dict[str, Any] = {}
         self._lock = threading.Lock()
 
+    def begin(self, episodes: int) -> None:
+        pass  # the server batches concurrent requests itself
+
     @contextmanager
     def episode(self) -> Iterator[None]:
-        yield  # the server batches concurrent requests itself
+        yield
 
     def close(self) -> None:
         self.http.close()

@@ -51,6 +51,16 @@ def test_app_load_measures_every_token_of_every_session(tmp_path):
             ["--episodes", "4", "--concurrency", "2", "--turn-tokens", "10", "--solo-runs", "1"],
             "ratio",
         ),
+        (
+            "rollout_overhead.py",
+            ["--steps", "2", "--batch", "4", "--num-generations", "4", "--max-turn-tokens", "16"],
+            "outside_generation_share",
+        ),
+        (
+            "train_7b.py",
+            ["--scale", "tiny", "--sft-steps", "1", "--rollouts", "4", "--turn-tokens", "16", "--tokens", "512"],
+            "grpo_step_s",
+        ),
     ],
 )
 def test_bench_script_runs_at_its_smallest_scale(script, args, key):

@@ -44,6 +44,7 @@ def serve_all(generator: BatchedGenerator, batch: list[TurnRequest]) -> list[lis
             outputs[i] = generator.generate(batch[i], None).ids
 
     threads = [threading.Thread(target=episode, args=(i,)) for i in range(len(batch))]
+    generator.begin(len(batch))
     for t in threads:
         t.start()
 
@@ -61,7 +62,7 @@ def test_a_batched_round_gives_each_episode_the_tokens_it_gets_alone(tiny):
     processor.tokenizer.padding_side = "left"
     batch = requests(processor)
     alone = [serve_all(BatchedGenerator(model, processor, Sampling(temperature=0.0)), [r])[0] for r in batch]
-    together = BatchedGenerator(model, processor, Sampling(temperature=0.0), wait_s=1.0)
+    together = BatchedGenerator(model, processor, Sampling(temperature=0.0), wait_s=5.0)
     outputs = serve_all(together, batch)
     assert outputs == alone
     assert all(len(ids) > 0 for ids in outputs)
@@ -82,6 +83,7 @@ def test_a_generation_failure_reaches_every_waiting_episode(tiny):
                 errors.append(str(exc))
 
     thread = threading.Thread(target=episode)
+    generator.begin(1)
     thread.start()
     generator.serve(lambda: not thread.is_alive())
     thread.join()
