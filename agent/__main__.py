@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -160,27 +161,55 @@ def _eval(args: argparse.Namespace) -> int:
     from agent.flags import config_from_args
     from agent.judge import JudgeConfig, build_judge
     from traces import StoreError, open_store
+    from traces.eval_runs import EvalJob
 
     try:
         eval_cfg = config_from_args(EvalConfig, args)
-        judge = build_judge(config_from_args(JudgeConfig, args))
         store = open_store(eval_cfg.db)
     except (ValueError, OSError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # Launched by the job runner (the Train tab): keep its job row current, and stop on SIGTERM as on Ctrl-C.
+    job = EvalJob(store, eval_cfg.job_id) if eval_cfg.job_id is not None else None
+    if job is not None:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        judge = build_judge(config_from_args(JudgeConfig, args))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if job is not None:
+            job.finish("failed", str(exc))
+        store.close()
+        return 2
     try:
         if eval_cfg.rejudge:
-            return _eval_rejudge(args, eval_cfg, judge, store)
-        return _eval_run(args, eval_cfg, judge, store)
+            code = _eval_rejudge(args, eval_cfg, judge, store)
+        else:
+            code = _eval_run(args, eval_cfg, judge, store, job)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
-        return 130
+        code = 130
+    except BaseException as exc:
+        if job is not None:
+            job.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         judge.close()
+    try:
+        if job is not None:  # endings not recorded on the way (e.g. --rejudge) by exit code
+            job.finish(
+                *{0: ("succeeded",), 130: ("cancelled", "stopped by request")}.get(code, ("failed", "see the log"))
+            )
+    finally:
         store.close()
+    return code
 
 
-def _eval_run(args: argparse.Namespace, eval_cfg, judge, store) -> int:
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _eval_run(args: argparse.Namespace, eval_cfg, judge, store, job=None) -> int:
     from tqdm import tqdm
 
     from agent.config import ModelConfig, build_backend, public_config
@@ -229,6 +258,8 @@ def _eval_run(args: argparse.Namespace, eval_cfg, judge, store) -> int:
         )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if job is not None:
+            job.finish("failed", str(exc))
         return 2
     for line in questions.skipped:
         print(f"skipped {line}", file=sys.stderr)
@@ -251,6 +282,9 @@ def _eval_run(args: argparse.Namespace, eval_cfg, judge, store) -> int:
     if eval_cfg.concurrency and concurrency != eval_cfg.concurrency:
         print(f"note: the {cfg.backend} backend runs one episode at a time", file=sys.stderr)
     before = run_report(store, run.run_id)
+    done_before = len(questions.items) - len(todo)
+    if job is not None:
+        job.start(run.run_id, len(questions.items), done_before)
     bar = tqdm(
         total=len(questions.items),
         initial=len(questions.items) - len(todo),
@@ -265,6 +299,8 @@ def _eval_run(args: argparse.Namespace, eval_cfg, judge, store) -> int:
         accuracy = f"{100 * correct / judged:.1f}%" if judged else "-"
         bar.set_postfix_str(f"acc {accuracy} of {judged}, unknown {before.unknown + p.unknown}, errors {p.errors}")
         bar.update(1)
+        if job is not None:
+            job.progress(done_before + p.done, judged, correct, before.unknown + p.unknown, before.errors + p.errors)
 
     recorder = Recorder(store, run_kind="eval", run_id=run.run_id)
     try:
@@ -285,10 +321,17 @@ def _eval_run(args: argparse.Namespace, eval_cfg, judge, store) -> int:
         )
     except RuntimeError as exc:  # the store refused a write: stop rather than run unrecorded
         print(f"\nerror: {exc}", file=sys.stderr)
+        if job is not None:
+            job.finish("failed", str(exc))
         return 1
     finally:
         bar.close()
         recorder.close()
+    if job is not None:
+        if outcome.stopped == "interrupted":
+            job.finish("cancelled", "stopped by request: finished episodes are kept; the same command resumes")
+        elif outcome.stopped:
+            job.finish("failed", outcome.stopped)
     return _finish_eval(store, run.run_id, eval_cfg.report, outcome.stopped)
 
 

@@ -52,7 +52,7 @@ class JobCallback(TrainerCallback):
         self.stop = stop
         self.stopped_early = False
         self.last_checkpoint: str | None = None
-        self.history: list[dict[str, float]] = []
+        self.last: dict[str, float] = {}
 
     def _writes(self, state: Any) -> bool:
         return self.store is not None and self.job_id is not None and state.is_world_process_zero
@@ -67,7 +67,9 @@ class JobCallback(TrainerCallback):
         values = loggable(logs or {})
         if not values:
             return
-        self.history.append({"step": float(state.global_step), **values})
+        # The latest value of every metric: the end-of-training summary (train_runtime, ...) adds to the last
+        # step's loss and reward instead of hiding them.
+        self.last = {**self.last, **values}
         if self._writes(state):
             jobs.append_metrics(self.store, self.job_id, state.global_step, values)
             jobs.update_job(
@@ -75,19 +77,16 @@ class JobCallback(TrainerCallback):
                 self.job_id,
                 step=state.global_step,
                 max_steps=state.max_steps,
-                metrics={"last": values, "checkpoint": self.last_checkpoint},
+                metrics={"last": self.last, "checkpoint": self.last_checkpoint},
             )
 
     def on_save(self, args, state, control, **kwargs):
         self.last_checkpoint = f"{args.output_dir}/checkpoint-{state.global_step}"
         if self._writes(state):
-            jobs.update_job(self.store, self.job_id, metrics={"last": self._last(), "checkpoint": self.last_checkpoint})
+            jobs.update_job(self.store, self.job_id, metrics={"last": self.last, "checkpoint": self.last_checkpoint})
 
     def on_step_end(self, args, state, control, **kwargs):
         if any_process(self.stop.is_set()):
             self.stopped_early = True
             control.should_training_stop = True
             control.should_save = True  # a cancelled job keeps what it learned up to here
-
-    def _last(self) -> dict[str, float]:
-        return {k: v for k, v in self.history[-1].items() if k != "step"} if self.history else {}

@@ -17,7 +17,7 @@ def write_sft_file(directory: Path, episodes: int = 8, seed: int = 1) -> Path:
     path = directory / "train.jsonl"
     with path.open("w") as f:
         for i, row in enumerate(rows):
-            image_path = images / f"{i}.png"
+            image_path = (images / f"{i}.png").resolve()
             row["images"][0].save(image_path)
             f.write(json.dumps({"messages": row["messages"], "images": [str(image_path)]}) + "\n")
     return path
