@@ -113,6 +113,9 @@ class EvalConfig:
         8, "stop when the model endpoint fails this many episodes in a row (finished ones are kept)"
     )
     progress: bool = setting(True, "show a progress bar on stderr")
+    job_id: int | None = setting(
+        None, "keep this job row of --db current (progress, accuracy so far, ending); set by the job runner"
+    )
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 0:

@@ -9,6 +9,8 @@
 - `rejudge_run` judges stored answers without running episodes: the ones never judged (a process that died
   between the answer and the verdict), those judged `unknown`, and with `other_judges` every one a different
   judge decided. The run's recorded judge becomes the one that judged last.
+- `EvalJob` keeps the job row of an eval the job runner started (`--job-id`, the Train tab) current: running
+  with its run and size, progress and accuracy so far as metrics, and how it ended.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from agent.eval import JUDGED_STATUSES, EpisodeOutcome
 from agent.events import EpisodeFinished, Event
 from agent.judge import Judge
+from traces import jobs
 from traces.models import episodes, runs
 from traces.queries import get_run
 from traces.recorder import Recorder
@@ -191,3 +194,36 @@ def rejudge_run(
             on_progress(judged, len(rows))
     set_run_judge(store, run_id, {**judge.describe(), "judged_at": time.time()})
     return RejudgeSummary(judged, changed, unknown)
+
+
+class EvalJob:
+    """The job row of an eval launched by the job runner: what the Train tab shows while it runs.
+
+    Progress is written at most once every `min_interval_s` (and always for the last question): a job row and a
+    metric point (`done`, `judged`, `correct`, `unknown`, `errors`, `accuracy` so far; step = questions done)."""
+
+    def __init__(self, store: TraceStore, job_id: int, *, min_interval_s: float = 1.0):
+        self.store = store
+        self.job_id = job_id
+        self.min_interval_s = min_interval_s
+        self.total = 0
+        self._last_write = 0.0
+
+    def start(self, run_id: int, total: int, done: int) -> None:
+        self.total = total
+        jobs.update_job(self.store, self.job_id, status="running", run_id=run_id, max_steps=total, step=done)
+
+    def progress(self, done: int, judged: int, correct: int, unknown: int, errors: int) -> None:
+        now = time.monotonic()
+        if done < self.total and now - self._last_write < self.min_interval_s:
+            return
+        self._last_write = now
+        values = {"done": done, "judged": judged, "correct": correct, "unknown": unknown, "errors": errors}
+        if judged:
+            values["accuracy"] = correct / judged
+        jobs.append_metrics(self.store, self.job_id, done, {k: float(v) for k, v in values.items()})
+        jobs.update_job(self.store, self.job_id, step=done, metrics={"last": values})
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """The job's final status, unless it already has one (the first ending recorded wins)."""
+        jobs.finish_job(self.store, self.job_id, status, error=error)

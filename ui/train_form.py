@@ -14,8 +14,6 @@ launch at all on a locked deployment (`may_launch`).
 from __future__ import annotations
 
 import dataclasses
-import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ from agent.judge import JudgeConfig
 from agent.loop import Budgets
 from agent.tools.config import ToolConfig
 from training.config import GRPOSettings, LaunchSettings, SFTSettings
-from training.runner import config_argv, preview_command
+from training.runner import preview_command
 from ui.preflight import CPU_LIMIT_BILLIONS, approx_billions
 
 KINDS = ("sft", "grpo", "eval")
@@ -61,7 +59,7 @@ KIND_SECTIONS = {
 # Set by the app or the runner, never typed: the job records into the app's store, in the background.
 HIDDEN = {
     "launch": ("db", "job_id", "log_dir", "background"),
-    "eval": ("db", "progress"),
+    "eval": ("db", "progress", "job_id"),
 }
 _TRAINING_GROUPS = {
     "LoRA": ("use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "freeze_vision"),
@@ -291,7 +289,7 @@ class JobRequest:
 
     kind: str
     configs: tuple[object, ...]  # sft: (SFTSettings,); grpo: (GRPOSettings, Budgets, ToolConfig, JudgeConfig)
-    launch: LaunchSettings | None  # eval runs in one process of its own
+    launch: LaunchSettings  # where it records and how many processes (an eval runs in one)
     eval_config: EvalConfig | None = None
     model_config: ModelConfig | None = None
 
@@ -332,27 +330,17 @@ def build_request(
         configs = (built["grpo"], built["budgets"], built["tools"], built["judge"])
         return JobRequest(kind, configs, built["launch"])  # type: ignore[arg-type]
     configs = (built["eval"], built["model"], built["budgets"], built["tools"], built["judge"])
-    return JobRequest(kind, configs, None, built["eval"], built["model"])  # type: ignore[arg-type]
+    launch = LaunchSettings(db=db, log_dir=log_dir, background=True)
+    return JobRequest(kind, configs, launch, built["eval"], built["model"])  # type: ignore[arg-type]
 
 
 # ---- commands ---------------------------------------------------------------------------------------------------
 
 
-def eval_argv(request: JobRequest) -> list[str]:
-    """`python -m agent eval ...` for an eval request: every setting that differs from its default, and --db."""
-    flags: list[str] = []
-    for config in request.configs:
-        flags += config_argv(config)
-    if "--db" not in flags:
-        flags += ["--db", request.eval_config.db]  # type: ignore[union-attr]
-    return [sys.executable, "-m", "agent", "eval", *flags]
-
-
 def preview(request: JobRequest) -> str:
-    """The exact command the job runs (without the job id the runner adds), to copy for a cluster."""
-    if request.kind == "eval":
-        return shlex.join(["python", *eval_argv(request)[1:]])
-    return preview_command(request.kind, request.configs, request.launch)  # type: ignore[arg-type]
+    """The exact command the job runs (without the job id the runner adds), to copy for a cluster:
+    `python -m training sft|grpo ...`, `accelerate launch ...` or `python -m agent eval ...`."""
+    return preview_command(request.kind, request.configs, request.launch)
 
 
 # ---- checks before launching ------------------------------------------------------------------------------------
@@ -401,7 +389,7 @@ def check_request(request: JobRequest, *, gpu: bool, allow_cpu: bool) -> list[st
             "No GPU here: the job runs on the CPU, which suits only tiny models"
             + (" (overridden for a large model)." if size is not None and size >= CPU_LIMIT_BILLIONS else ".")
         )
-    if request.launch is not None and request.launch.num_processes > 1 and not gpu:
+    if request.launch.num_processes > 1 and not gpu:
         warnings.append("Several processes without GPUs run as CPU processes (gloo): for checking the setup only.")
     return warnings
 

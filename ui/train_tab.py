@@ -203,14 +203,7 @@ def build_train_tab(app: AppConfig, store: TraceStore, tab: gr.Tab) -> dict[str,
             if chosen == "sft":
                 approved = count_episodes(store, EpisodeFilter(review="approved", run_ids=job_request.main.runs))
                 check_approved(job_request, app.db, approved)
-            if chosen not in runner.KINDS:
-                raise FormError(
-                    f"The job runner cannot start {chosen} jobs yet (training/runner.py runs {', '.join(runner.KINDS)}): "
-                    "run the command below in a terminal; its run appears in the Compare and Traces tabs."
-                )
-            job_id = runner.launch(chosen, job_request.configs, job_request.launch, store=store)
-            if user:
-                job_rows.update_job(store, job_id, launched_by=user)
+            job_id = runner.launch(chosen, job_request.configs, job_request.launch, store=store, launched_by=user)
         except FormError as exc:
             return [f"⚠ {md_text(str(exc))}", preview_or_skip(chosen, raw), gr.skip()]
         except Exception as exc:

@@ -178,3 +178,23 @@ def test_transaction_needs_a_strict_recorder_with_a_run(store):
     with pytest.raises(ValueError, match="strict recorder with a run_id"):
         with Recorder(store, run_kind="eval", run_id=1, strict=False).transaction():
             pass
+
+
+def test_an_eval_job_row_gets_progress_at_most_once_a_second_and_its_ending(store):
+    from traces import jobs
+    from traces.eval_runs import EvalJob
+
+    job_id = jobs.create_job(store, "eval", "eval m on q", {})
+    run = store.create_run("eval m on q", "eval")
+    job = EvalJob(store, job_id, min_interval_s=60.0)
+    job.start(run, total=3, done=0)
+    job.progress(1, judged=1, correct=1, unknown=0, errors=0)
+    job.progress(2, judged=2, correct=1, unknown=0, errors=0)  # within the interval: not written
+    job.progress(3, judged=2, correct=1, unknown=1, errors=0)  # the last question always is
+    job.finish("succeeded")
+    job.finish("failed", "too late")  # the first ending stays
+    row = jobs.get_job(store, job_id)
+    assert (row.status, row.run_id, row.step, row.max_steps, row.error) == ("succeeded", run, 3, 3, None)
+    history = jobs.metric_history(store, job_id)
+    assert [h.step for h in history] == [1, 3] and history[-1].values["accuracy"] == 0.5
+    assert history[-1].values["unknown"] == 1.0
