@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for warning in app.startup_warnings():
         log.warning(warning)
+    from agent.tools.wiring import plan_tools
+    from ui.tools_status import startup_lines
+
+    for line in startup_lines(plan_tools(app.tools)):  # each off tool with the variable that turns it on
+        log.warning(line)
 
     import uvicorn
 

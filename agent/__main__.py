@@ -26,6 +26,7 @@ from agent.events import (
     TurnStarted,
     event_to_dict,
 )
+from agent.visible_text import RunCollapser
 
 
 def _tiny(args: argparse.Namespace) -> int:
@@ -40,45 +41,64 @@ def _tiny(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_human(event: Event, out=None) -> None:
-    """Terminal rendering: stream the model's text, one line per tool call, the answer set apart."""
-    out = out or sys.stdout
-    match event:
-        case EpisodeStarted():
-            print(f"episode {event.episode_id} | {event.backend}:{event.model} | dialect {event.dialect}", file=out)
-            for tool, state in event.config.get("tools", {}).items():
-                print(f"  {tool}: {state}", file=out)
-        case TurnStarted():
-            print(f"\n--- turn {event.turn_index + 1} ---", file=out)
-        case TextDelta():
-            out.write(event.text)
-            out.flush()
-        case ActionParsed():
-            print(file=out)
-        case FormatError():
-            print(f"[format error] {event.error} ({event.retries_left} retries left)", file=out)
-        case ToolStarted():
-            print(f"[{event.kind} via {event.provider}] {event.argument or '(whole image)'} ...", file=out, flush=True)
-        case ToolFinished():
-            r = event.result
-            status = f"error: {r.error}" if r.error else f"{len(r.items)} results"
-            box = f" box={r.crop_box.as_tuple()}" if r.crop_box else ""
-            cache = " (cache)" if r.cache_hit else ""
-            print(f"[{event.kind}] {status}{box} in {r.latency_s:.2f}s{cache}", file=out)
-            if r.summary:
-                print(f"  summary: {r.summary}", file=out)
-        case BudgetExhausted():
-            print(f"[budget: {event.budget}] {event.message}", file=out)
-        case ModelError():
-            print(f"[model error] {event.endpoint}: {event.message}", file=out)
-        case Answer():
-            print(f"\nANSWER: {event.text}", file=out)
-        case EpisodeFinished():
-            print(
-                f"\nfinished: {event.status}{' (' + event.reason + ')' if event.reason else ''} | turns {event.turns} | "
-                f"tool calls {event.tool_calls} | tokens {event.response_tokens} | {event.elapsed_s:.1f}s",
-                file=out,
-            )
+class HumanPrinter:
+    """Terminal rendering: stream the model's text, one line per tool call, the answer set apart.
+
+    The model's text goes through a RunCollapser (agent.visible_text): a turn of thousands of newlines or
+    of one repeated character prints as one "⏎ ×2000", not a screenful. Anything printed mid-turn first
+    flushes the run held back."""
+
+    def __init__(self, out=None) -> None:
+        self.out = out or sys.stdout
+        self.text = RunCollapser()
+
+    def __call__(self, event: Event) -> None:
+        out = self.out
+        if not isinstance(event, TextDelta):
+            self._flush_text()
+        match event:
+            case EpisodeStarted():
+                print(f"episode {event.episode_id} | {event.backend}:{event.model} | dialect {event.dialect}", file=out)
+                for tool, state in event.config.get("tools", {}).items():
+                    print(f"  {tool}: {state}", file=out)
+            case TurnStarted():
+                print(f"\n--- turn {event.turn_index + 1} ---", file=out)
+            case TextDelta():
+                out.write(self.text.feed(event.text))
+                out.flush()
+            case ActionParsed():
+                print(file=out)
+            case FormatError():
+                print(f"[format error] {event.error} ({event.retries_left} retries left)", file=out)
+            case ToolStarted():
+                print(
+                    f"[{event.kind} via {event.provider}] {event.argument or '(whole image)'} ...", file=out, flush=True
+                )
+            case ToolFinished():
+                r = event.result
+                status = f"error: {r.error}" if r.error else f"{len(r.items)} results"
+                box = f" box={r.crop_box.as_tuple()}" if r.crop_box else ""
+                cache = " (cache)" if r.cache_hit else ""
+                print(f"[{event.kind}] {status}{box} in {r.latency_s:.2f}s{cache}", file=out)
+                if r.summary:
+                    print(f"  summary: {r.summary}", file=out)
+            case BudgetExhausted():
+                print(f"[budget: {event.budget}] {event.message}", file=out)
+            case ModelError():
+                print(f"[model error] {event.endpoint}: {event.message}", file=out)
+            case Answer():
+                print(f"\nANSWER: {event.text}", file=out)
+            case EpisodeFinished():
+                print(
+                    f"\nfinished: {event.status}{' (' + event.reason + ')' if event.reason else ''} | turns {event.turns} | "
+                    f"tool calls {event.tool_calls} | tokens {event.response_tokens} | {event.elapsed_s:.1f}s",
+                    file=out,
+                )
+
+    def _flush_text(self) -> None:
+        held = self.text.flush()
+        if held:
+            self.out.write(held)
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -114,7 +134,7 @@ def _ask(args: argparse.Namespace) -> int:
             print(f"error: cannot open trace store {args.db}: {exc}", file=sys.stderr)
             return 2
 
-    emit = (lambda e: print(json.dumps(event_to_dict(e)), flush=True)) if args.json else _print_human
+    emit = (lambda e: print(json.dumps(event_to_dict(e)), flush=True)) if args.json else HumanPrinter()
     final: list[EpisodeFinished] = []
 
     def on_event(event: Event) -> None:

@@ -1,6 +1,6 @@
 """Question sets for `python -m agent eval`: FVQA/veRL parquet, JSONL, a question set in the store, a hub dataset.
 
-    questions = load_question_set("../shared/data/fvqa_mini.parquet", limit=100)
+    questions = load_question_set("path/to/fvqa_mini.parquet", limit=100)
     run_eval(questions.items, ...)
 
 - A parquet in the veRL layout (`lmms-lab/FVQA`, MMSearch-R1's data) is streamed by the FVQA importer's own

@@ -43,6 +43,7 @@ def open_runtime(app: AppConfig) -> Runtime:
         store=store,
         recorder=recorder,
         allow_large_cpu=app.allow_large_cpu,
+        max_episodes=app.max_concurrent_episodes,
     )
 
 
@@ -65,7 +66,7 @@ def ensure_labels(store: TraceStore, app: AppConfig) -> tuple[str, ...]:
 
 def build_blocks(app: AppConfig, runtime: Runtime) -> gr.Blocks:
     set_runtime(runtime)
-    examples = load_examples(app.examples, Path(tempfile.gettempdir()) / "dmm-examples") if app.examples else []
+    examples = load_examples(app.examples, runtime.store, Path(tempfile.gettempdir()) / "dmm-examples")
     labels = ensure_labels(runtime.store, app)
     with gr.Blocks(title=TITLE, fill_width=True) as demo:
         with gr.Row():
@@ -77,7 +78,7 @@ def build_blocks(app: AppConfig, runtime: Runtime) -> gr.Blocks:
                 gr.LoginButton(size="sm")
         with gr.Tabs() as tabs:
             with gr.Tab("Ask", id="ask") as ask_tab:
-                build_ask_tab(app, runtime, examples)
+                ask = build_ask_tab(app, runtime, examples)
             with gr.Tab("Traces", id="traces") as traces_tab:
                 traces = build_traces_tab(app, runtime.store, labels)
             with gr.Tab("Train", id="train") as train_tab:
@@ -102,6 +103,16 @@ def build_blocks(app: AppConfig, runtime: Runtime) -> gr.Blocks:
         ).then(refresh_fn, refresh_inputs, refresh_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
         whoami, who = traces["who"]
         demo.load(whoami, None, who, api_name=False)
+        # A page reloaded while its episode ran offers to reopen it, live, in the Traces tab.
+        offer_reopen, remembered, offer_outputs, reopen_btn = ask["reopen"]
+        demo.load(offer_reopen, remembered, offer_outputs, api_name=False)
+        open_requested, goto, opened = traces["open"]
+        reopen_btn.click(
+            lambda value: (gr.Tabs(selected="traces"), (value or {}).get("episode_id")),
+            remembered,
+            [tabs, goto],
+            api_name=False,
+        ).then(open_requested, goto, opened, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
     # Episodes have their own concurrency limit (ask_tab); everything else gets a few workers of its own.
     demo.queue(default_concurrency_limit=TRACES_CONCURRENCY, max_size=256)
     return demo

@@ -18,6 +18,15 @@ CSS = """
 .dm-answer.dm-status-budget_exhausted, .dm-answer.dm-status-interrupted { border-color: #d97706; }
 .dm-answer-label { font-size: 0.8em; text-transform: uppercase; letter-spacing: 0.05em; opacity: 0.7; }
 .dm-answer-text { font-size: 1.25em; font-weight: 600; margin: 2px 0 4px; overflow-wrap: anywhere; }
+.dm-answer.dm-problem { border-color: #dc2626; }
+.dm-answer.dm-problem .dm-answer-text, .dm-answer.dm-waiting .dm-answer-text { font-size: 1em; font-weight: 500; }
+.dm-answer.dm-waiting, .dm-answer.dm-status-running { border-color: #2563eb; }
+.dm-answer.dm-status-pending { border-style: dashed; }
+.dm-answer-help { margin: 2px 0 6px; }
+.dm-raw { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 160px; overflow: auto; font-size: 0.85em;
+  margin: 2px 0 6px; padding: 4px 6px; background: var(--background-fill-primary); border-radius: 4px; }
+.dm-tools-off { font-size: 0.85em; margin-top: 6px; color: var(--body-text-color-subdued); }
+.dm-tools-off ul { margin: 2px 0 0 1.2em; padding: 0; }
 .dm-results { display: flex; flex-direction: column; gap: 12px; }
 .dm-call-head { margin-bottom: 6px; }
 .dm-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 8px; }

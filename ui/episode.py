@@ -74,20 +74,24 @@ class EpisodeRequest:
 def run_whole_episode(request: EpisodeRequest) -> Iterator[Event]:
     """The one GPU-bound call: a whole episode, every turn and tool call."""
     runtime = current_runtime()
-    backend = runtime.backend(request.model)
-    toolbox = runtime.toolbox(request.tools, backend)
-    yield from run_episode(
-        request.question,
-        request.image,
-        backend,
-        toolbox,
-        dialect=get_dialect(request.model.dialect, request.model.prompts_file),
-        budgets=request.budgets,
-        cancel=runtime.episode_flag(request.episode_id),
-        episode_id=request.episode_id,
-        gold_answers=request.gold_answers,
-        config={"model": public_config(request.model), "app": request.settings, "source": "app"},
-    )
+    cancel = runtime.episode_flag(request.episode_id)
+    with runtime.episode_slot(cancel) as started:
+        if not started:
+            return  # stopped while it waited for a slot: nothing ran, nothing to record
+        backend = runtime.backend(request.model)
+        toolbox = runtime.toolbox(request.tools, backend)
+        yield from run_episode(
+            request.question,
+            request.image,
+            backend,
+            toolbox,
+            dialect=get_dialect(request.model.dialect, request.model.prompts_file),
+            budgets=request.budgets,
+            cancel=cancel,
+            episode_id=request.episode_id,
+            gold_answers=request.gold_answers,
+            config={"model": public_config(request.model), "app": request.settings, "source": "app"},
+        )
 
 
 _END = object()
@@ -195,7 +199,8 @@ async def event_batches(
 
     The stream always ends with an EpisodeFinished: when the loop did not send one (its generator was
     closed from outside, or it crashed), one is made here, recorded, and yielded, so no trace is left open.
-    Closing this generator sets `cancel`; the worker then finishes the episode as cancelled and records it.
+    Closing this generator (the page was reloaded or closed) leaves the episode running: it goes on to its
+    end within its budgets and is recorded, so it can be reopened in the Traces tab. Only `cancel` stops it.
     """
     record_final = record_and_wait or record
     out = _Mailbox(asyncio.get_running_loop())
@@ -238,32 +243,29 @@ async def event_batches(
     worker = threading.Thread(target=work, name="episode", daemon=True)
     worker.start()
     last_yield = -math.inf
-    try:
-        while True:
-            # Frames are capped at one per interval, since each re-renders and re-sends the panel: tokens
-            # that arrive meanwhile join the next frame. The stream's end cuts a frame's wait short.
-            due = last_yield + interval
-            if due > time.monotonic():
-                if not await out.wait("last", due - time.monotonic()):
-                    interval = frame_interval(interval, time.monotonic() - due, min_interval_s, max_interval_s)
-            if out.empty():  # a quiet spell: the next event goes out at once
-                if not await out.wait("any", tick_s):
-                    yield []
-                    continue
-            batch = out.take()
-            events_now = [e for e in batch if not isinstance(e, _Crash) and e is not _END]
-            crash = next((e for e in batch if isinstance(e, _Crash)), None)
-            if events_now:
-                last_yield = time.monotonic()
-                yield events_now
-            if crash is not None:
-                raise EpisodeCrashed(crash.message)
-            if any(e is _END for e in batch) and not worker.is_alive() and out.empty():
-                return
-            if any(isinstance(e, EpisodeFinished) for e in events_now):
-                return
-    finally:
-        cancel.set()  # harmless after the end; stops the episode when the page went away mid-way
+    while True:
+        # Frames are capped at one per interval, since each re-renders and re-sends the panel: tokens
+        # that arrive meanwhile join the next frame. The stream's end cuts a frame's wait short.
+        due = last_yield + interval
+        if due > time.monotonic():
+            if not await out.wait("last", due - time.monotonic()):
+                interval = frame_interval(interval, time.monotonic() - due, min_interval_s, max_interval_s)
+        if out.empty():  # a quiet spell: the next event goes out at once
+            if not await out.wait("any", tick_s):
+                yield []
+                continue
+        batch = out.take()
+        events_now = [e for e in batch if not isinstance(e, _Crash) and e is not _END]
+        crash = next((e for e in batch if isinstance(e, _Crash)), None)
+        if events_now:
+            last_yield = time.monotonic()
+            yield events_now
+        if crash is not None:
+            raise EpisodeCrashed(crash.message)
+        if any(e is _END for e in batch) and not worker.is_alive() and out.empty():
+            return
+        if any(isinstance(e, EpisodeFinished) for e in events_now):
+            return
 
 
 def frame_interval(interval: float, lateness: float, shortest: float, longest: float) -> float:

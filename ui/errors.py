@@ -22,7 +22,7 @@ def friendly_error(exc: BaseException) -> str:
     if isinstance(exc, UserFacingError):
         return str(exc)
     if isinstance(exc, ImageError):
-        return f"The image cannot be used: {exc}. Upload a JPEG, PNG or WebP photo."
+        return f"The image cannot be used: {exc}."  # the message says what is wrong and what would work
     if isinstance(exc, BackendError):
         return f"The model failed ({exc.endpoint}): {exc.message}"
     if isinstance(exc, ModuleNotFoundError):

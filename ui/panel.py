@@ -23,10 +23,13 @@ from gradio.data_classes import GradioModel, GradioRootModel
 
 from ui.render import (
     EpisodeView,
+    Problem,
     answer_html,
     chat_messages,
     counters_html,
     crop_panel,
+    problem_html,
+    problem_message,
     result_cards_html,
 )
 
@@ -102,10 +105,12 @@ def cards_key(view: EpisodeView) -> tuple:
     return (view.episode_id, tuple(t.call_index for t in view.tools if t.result is not None))
 
 
-def text_values(view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
-    """The chat, the answer and the counters: what changes with every streamed token."""
-    messages = chat_messages(view) + list(extra_messages or [])
-    return [messages, answer_html(view), counters_html(view)]
+def text_values(view: EpisodeView, *, problem: Problem | None = None) -> list[Any]:
+    """The chat, the answer and the counters: what changes with every streamed token. A `problem` (why the
+    episode cannot start, or stopped outside the loop) takes the answer box and ends the chat."""
+    if problem is None:
+        return [chat_messages(view), answer_html(view), counters_html(view)]
+    return [chat_messages(view) + [problem_message(problem)], problem_html(problem), counters_html(view)]
 
 
 def image_values(view: EpisodeView) -> list[Any]:
@@ -115,9 +120,9 @@ def image_values(view: EpisodeView) -> list[Any]:
     return [annotated, panel.crop, panel.caption]
 
 
-def panel_values(view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
+def panel_values(view: EpisodeView, *, problem: Problem | None = None) -> list[Any]:
     """Values for `EpisodePanel.outputs`, for an event that lets Gradio postprocess them (the Traces tab)."""
-    return text_values(view, extra_messages=extra_messages) + image_values(view) + [result_cards_html(view)]
+    return text_values(view, problem=problem) + image_values(view) + [result_cards_html(view)]
 
 
 def encoded(component: gr.components.Component, value: Any) -> Any:
@@ -144,7 +149,7 @@ class LiveFrames:
     def _encode(self, components: list[Any], values: list[Any]) -> list[Any]:
         return [encoded(component, value) for component, value in zip(components, values, strict=True)]
 
-    async def next(self, view: EpisodeView, *, extra_messages: list[dict] | None = None) -> list[Any]:
+    async def next(self, view: EpisodeView, *, problem: Problem | None = None) -> list[Any]:
         outputs = self.panel.outputs
         if image_key(view) != self._image_key:
             # The view does not change meanwhile: its owner awaits this.
@@ -153,4 +158,4 @@ class LiveFrames:
         if cards_key(view) != self._cards_key:
             self._cards = self._encode(outputs[6:], [result_cards_html(view)])
             self._cards_key = cards_key(view)
-        return self._encode(outputs[:3], text_values(view, extra_messages=extra_messages)) + self._image + self._cards
+        return self._encode(outputs[:3], text_values(view, problem=problem)) + self._image + self._cards

@@ -31,6 +31,8 @@ from agent.events import (
     ToolStarted,
     TurnStarted,
 )
+from agent.visible_text import collapse_runs
+from agent.visible_text import runs as _runs
 from ui.safe import html_link, html_text, http_url, md_text, truncate
 
 TOOL_NAMES = {
@@ -39,13 +41,29 @@ TOOL_NAMES = {
     "image_search_whole": "whole-image search",
 }
 ACTION_NAMES = {**TOOL_NAMES, "answer": "answer", "none": "no action"}
-STATUS_TEXT = {
-    "answered": "answered",
-    "budget_exhausted": "stopped: budget spent",
-    "format_error": "stopped: malformed turns",
-    "cancelled": "cancelled",
-    "error": "stopped: model error",
-    "interrupted": "interrupted (the process died mid-episode)",
+# One status vocabulary everywhere (Ask, Traces, Compare, the CLI, the store): the recorded names, each
+# shown with what it means and what to do about it. pending and running are the store's names for an
+# imported question not run yet and for an episode still going.
+STATUS_HELP = {
+    "answered": "The model answered.",
+    "budget_exhausted": (
+        "A budget ran out before the model answered. Raise that budget under Settings (budgets), or ask a more "
+        "specific question."
+    ),
+    "format_error": (
+        "The model's turns did not follow the {dialect} format and its retries ran out (its last turn is "
+        "shown below as written). Check that Settings → Dialect matches the model: deepmmsearch for "
+        "DeepMMSearch-R1-style checkpoints, mmsearch-r1 for MMSearch-R1-7B. Untuned and tiny models rarely "
+        "follow either."
+    ),
+    "error": (
+        "The episode stopped on an error. If the reason names the model endpoint, check that the server is "
+        "running and reachable (Settings → Endpoint), then ask again; otherwise the server log has the details."
+    ),
+    "cancelled": "Stopped with the Stop button before the model answered.",
+    "interrupted": "The app stopped while this episode ran (the process ended). Ask the question again.",
+    "running": "The episode is still running.",
+    "pending": "An imported question that has not been run yet.",
 }
 # AnnotatedImage turns every box into a full-size mask, so the shown image is downscaled (STACK-NOTES).
 MAX_SHOWN_SIDE = 768
@@ -107,6 +125,9 @@ class EpisodeView:
     response_tokens: int = 0
     answer: str | None = None
     finished: EpisodeFinished | None = None
+    # The store's status of an episode read back without its closing event: "pending" (an imported question,
+    # never run: no clock runs) or "running" (going on elsewhere: the Traces tab refreshes it). None when live.
+    stored_status: str | None = None
 
     def apply(self, event: Event, *, now: float | None = None) -> EpisodeView:
         now = time.time() if now is None else now
@@ -205,10 +226,21 @@ class EpisodeView:
             live = len(self.turns[-1].text.split())
         return self.response_tokens + live
 
+    @property
+    def status(self) -> str:
+        """The episode's status in the store's words: its closing status, else pending or running."""
+        if self.finished is not None:
+            return self.finished.status
+        return self.stored_status or "running"
+
+    @property
+    def pending(self) -> bool:
+        return self.finished is None and self.stored_status == "pending"
+
     def elapsed_s(self, now: float | None = None) -> float:
         if self.finished is not None:
             return self.finished.elapsed_s
-        if self.started_at is None:
+        if self.started_at is None or self.pending:
             return 0.0
         return max(0.0, (time.time() if now is None else now) - self.started_at)
 
@@ -245,20 +277,49 @@ def chat_messages(view: EpisodeView) -> list[dict[str, Any]]:
             )
     if view.finished is not None or view.answer is not None:
         messages.append({"role": "assistant", "content": _final_markdown(view)})
+    elif view.pending:
+        messages.append({"role": "assistant", "content": "*Not run yet: an imported question (status `pending`).*"})
     return messages
+
+
+# What of a model's raw text is shown at most; a collapsed run counts as its marker.
+RAW_TEXT_CHARS = 4000
+
+
+def shown_raw_text(text: str, limit: int = RAW_TEXT_CHARS) -> str:
+    """A model's text as written, for reading: whitespace visible, long runs collapsed ("⏎ ×2000"), cut at
+    `limit` characters (saying how many more there were)."""
+    shown = collapse_runs(text, visible_whitespace=True)
+    if len(shown) > limit:
+        shown = shown[:limit] + f"… ({len(shown) - limit} more characters)"
+    return shown
+
+
+def raw_text_markdown(text: str) -> str:
+    """`shown_raw_text` as a Markdown code block (no Markdown or HTML inside it takes effect)."""
+    if not text:
+        return "*The model wrote nothing at all.*"
+    shown = shown_raw_text(text)
+    longest = max((count for char, count in _runs(shown) if char == "`"), default=0)
+    fence = "`" * max(3, longest + 1)  # a fence longer than any backtick run inside cannot be closed early
+    return f"{fence}text\n{shown}\n{fence}"
 
 
 def _turn_message(view: EpisodeView, turn: TurnView) -> dict[str, Any]:
     pending = turn.action is None and view.finished is None
     if pending:
         title = f"Turn {turn.index + 1} · thinking…"
-        body = md_text(turn.text) if turn.text else "*waiting for the model…*"
+        # Long runs collapsed as they stream: a turn of thousands of line breaks stays one short line.
+        body = md_text(collapse_runs(turn.text)) if turn.text else "*waiting for the model…*"
     elif turn.action is None:  # the episode ended while this turn streamed (cancel, model error)
         title = f"Turn {turn.index + 1} · interrupted"
-        body = md_text(turn.text) if turn.text else "*no output*"
+        body = "**What the model wrote before it stopped:**\n\n" + raw_text_markdown(turn.text)
     elif not turn.format_ok:
         title = f"Turn {turn.index + 1} · malformed"
-        body = md_text(turn.text) + f"\n\n**Format error:** {md_text(turn.error or 'malformed turn')}"
+        body = (
+            f"**Format error:** {md_text(turn.error or 'malformed turn')}\n\n**What the model wrote** (line breaks "
+            "shown as ⏎, long runs counted):\n\n" + raw_text_markdown(turn.text)
+        )
     else:
         title = f"Turn {turn.index + 1} · {ACTION_NAMES.get(turn.action, turn.action)}"
         reason = md_text(turn.reason.strip()) if turn.reason.strip() else "*no reasoning given*"
@@ -318,7 +379,7 @@ def _final_markdown(view: EpisodeView) -> str:
     finished = view.finished
     assert finished is not None
     reason = f": {md_text(finished.reason)}" if finished.reason else ""
-    return f"**No answer.** The episode {md_text(STATUS_TEXT.get(finished.status, finished.status))}{reason}"
+    return f"**No answer** · status **{md_text(finished.status)}**{reason}. {md_text(status_help(view))}"
 
 
 # --- the image panel -------------------------------------------------------------------------------
@@ -334,8 +395,16 @@ class CropPanel:
     caption: str
 
 
+# A crop smaller than this (its longer side, in pixels) is enlarged by a whole factor, without smoothing, so
+# a few pixels fill the panel as blocks instead of a dot; its true size stays in the caption.
+CROP_SHOWN_SIDE = 180  # the crop panel's height (ui.panel)
+MAX_CROP_ZOOM = 16
+
+
 def crop_caption(view: EpisodeView) -> str:
     """One line under the crop: what was sent to image search, box in original-image pixels."""
+    if not view.episode_id:
+        return ""  # no episode yet (or its start is still on the way): nothing to say about its image
     image = view.image
     if image is None:
         return "No image in this episode."
@@ -346,8 +415,29 @@ def crop_caption(view: EpisodeView) -> str:
             caption = "Whole-image search: the entire image was sent."
         elif result is not None and result.crop_box is not None and tool.kind == "image_search_region":
             box = result.crop_box
-            caption = f"Crop box ({box.x0}, {box.y0}, {box.x1}, {box.y1}) in original pixels, {box.width}×{box.height} of {image.width}×{image.height}."
+            caption = (
+                f"Crop box ({box.x0}, {box.y0}, {box.x1}, {box.y1}) in original pixels: the crop is "
+                f"{box.width}×{box.height} px of {image.width}×{image.height}."
+            )
+            size = result.crop_image.size if result.crop_image is not None else (box.width, box.height)
+            zoom = crop_zoom(*size)
+            if zoom > 1:
+                caption += f" Shown enlarged ×{zoom}, without smoothing."
     return caption
+
+
+def crop_zoom(width: int, height: int) -> int:
+    """The whole factor a crop of this size is enlarged by for display (1: shown as it is)."""
+    side = max(width, height, 1)
+    return max(1, min(MAX_CROP_ZOOM, CROP_SHOWN_SIDE // side))
+
+
+def zoomed(crop: Image.Image) -> Image.Image:
+    """A small crop enlarged by `crop_zoom`, nearest-neighbour: every pixel becomes a block."""
+    zoom = crop_zoom(crop.width, crop.height)
+    if zoom == 1:
+        return crop
+    return crop.resize((crop.width * zoom, crop.height * zoom), Image.Resampling.NEAREST)
 
 
 def crop_panel(view: EpisodeView, *, max_side: int = MAX_SHOWN_SIDE) -> CropPanel:
@@ -377,7 +467,7 @@ def crop_panel(view: EpisodeView, *, max_side: int = MAX_SHOWN_SIDE) -> CropPane
             label += f" ({result.grounding_score:.2f})"
         boxes.append((_scale_box(box, scale, shown.size), label))
         crop = result.crop_image if result.crop_image is not None else _crop(image, box)
-    return CropPanel(shown, tuple(boxes), crop, crop_caption(view))
+    return CropPanel(shown, tuple(boxes), zoomed(crop) if crop is not None else None, crop_caption(view))
 
 
 def _scale_box(box: Box, scale: float, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -465,6 +555,8 @@ def counters_html(view: EpisodeView, *, now: float | None = None) -> str:
     """Tokens, tool calls, image searches, turns and time against the episode's budgets."""
     if not view.episode_id:
         return '<div class="dm-counters dm-muted">Counters appear when an episode starts.</div>'
+    if view.pending:
+        return '<div class="dm-counters dm-muted">Not run yet: counters appear when the question is run.</div>'
     b = view.budgets
     items = [
         ("tokens", view.streamed_tokens, b.get("max_response_tokens")),
@@ -481,38 +573,113 @@ def counters_html(view: EpisodeView, *, now: float | None = None) -> str:
     return '<div class="dm-counters">' + "".join(cells) + "</div>"
 
 
+def status_help(view: EpisodeView) -> str:
+    """What the episode's status means and what to do about it, in one or two sentences."""
+    status = view.status
+    if status == "error" and any(notice.kind == "model" for notice in view.notices):
+        return (
+            "The model endpoint failed. Check that the server is running and reachable (Settings → Endpoint), "
+            "then ask again."
+        )
+    return STATUS_HELP.get(status, "").format(dialect=view.dialect or "dialect's")
+
+
+def tools_off(view: EpisodeView) -> list[tuple[str, str]]:
+    """(tool, why it was off) for each tool this episode ran without, from the tools it recorded at its start."""
+    described = view.config.get("tools")
+    if not isinstance(described, dict):
+        return []
+    names = {"text_search": "text search", "image_search": "image search", "grounding": "grounding (crops)"}
+    return [
+        (names.get(tool, tool), state[len("off: ") :])
+        for tool, state in described.items()
+        if isinstance(state, str) and state.startswith("off: ")
+    ]
+
+
+def _last_malformed(view: EpisodeView) -> TurnView | None:
+    return next((turn for turn in reversed(view.turns) if turn.action is not None and not turn.format_ok), None)
+
+
 def answer_html(view: EpisodeView) -> str:
-    """The final answer, set apart, with the episode's status and the gold answers when known."""
+    """The final answer, set apart; without one, why (status, reason, what to do); the gold answers when known;
+    the tools the episode ran without."""
     if view.finished is None and view.answer is None:
         if not view.episode_id:
             return '<div class="dm-answer dm-muted">The final answer appears here.</div>'
-        return '<div class="dm-answer dm-muted">Working…</div>'
-    status = view.finished.status if view.finished else "answered"
+        if view.pending:
+            head = (
+                '<div class="dm-answer-label">Not run yet · status pending</div>'
+                f'<div class="dm-answer-text">{html_text(STATUS_HELP["pending"])}</div>'
+            )
+        elif view.stored_status == "running":
+            head = (
+                '<div class="dm-answer-label">Running · status running</div><div class="dm-answer-text">'
+                "Still going: shown as recorded so far, refreshed every few seconds.</div>"
+            )
+        else:
+            head = '<div class="dm-muted">Working…</div>'
+        return f'<div class="dm-answer dm-status-{html_text(view.status)}">{head}{_gold(view)}{_tools_off(view)}</div>'
+    status = view.status if view.finished else "answered"
     parts = [f'<div class="dm-answer dm-status-{html_text(status)}">']
     if view.answer is not None:
         parts.append(
             f'<div class="dm-answer-label">Final answer</div><div class="dm-answer-text">{html_text(view.answer)}</div>'
         )
     else:
-        reason = f": {view.finished.reason}" if view.finished and view.finished.reason else ""
-        parts.append(
-            f'<div class="dm-answer-label">No answer</div><div class="dm-answer-text">{html_text(STATUS_TEXT.get(status, status) + reason)}</div>'
-        )
-    if view.gold_answers:
-        parts.append(f'<div class="dm-muted">Gold: {html_text(" | ".join(view.gold_answers))}</div>')
+        assert view.finished is not None
+        reason = view.finished.reason
+        parts.append(f'<div class="dm-answer-label">No answer · status {html_text(status)}</div>')
+        if reason:
+            parts.append(f'<div class="dm-answer-text">{html_text(reason)}</div>')
+        parts.append(f'<div class="dm-answer-help">{html_text(status_help(view))}</div>')
+        malformed = _last_malformed(view) if status == "format_error" else None
+        if malformed is not None:
+            parts.append(
+                f'<div class="dm-muted">Turn {malformed.index + 1} as written:</div>'
+                f'<pre class="dm-raw">{html_text(shown_raw_text(malformed.text, 300) or "(nothing)")}</pre>'
+            )
+    parts.append(_gold(view))
     if view.finished is not None:
         ok = "every turn well-formed" if view.finished.format_ok else "format not clean"
         parts.append(
-            f'<div class="dm-muted">{html_text(STATUS_TEXT.get(status, status))} · {ok} · episode {html_text(view.episode_id[:12])}</div>'
+            f'<div class="dm-muted">status {html_text(status)} · {ok} · episode {html_text(view.episode_id[:12])}</div>'
         )
+    parts.append(_tools_off(view))
     parts.append("</div>")
     return "".join(parts)
 
 
-def notice_message(title: str, text: str, *, pending: bool = False) -> dict[str, Any]:
-    """A chat block for things outside the episode (loading the model, a start-up failure)."""
-    return {
-        "role": "assistant",
-        "content": md_text(text),
-        "metadata": {"title": title, "status": "pending" if pending else "done"},
-    }
+def _gold(view: EpisodeView) -> str:
+    if not view.gold_answers:
+        return ""
+    return f'<div class="dm-muted">Gold: {html_text(" | ".join(view.gold_answers))}</div>'
+
+
+def _tools_off(view: EpisodeView) -> str:
+    lines = "".join(f"<li>{html_text(tool)}: {html_text(why)}</li>" for tool, why in tools_off(view))
+    return f'<div class="dm-tools-off">Off in this episode:<ul>{lines}</ul></div>' if lines else ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an episode cannot start (or stopped outside the loop), with what to do; `pending`: not a failure but
+    a wait (the model loading). Shown in the answer box and as a plain message in the chat."""
+
+    title: str
+    text: str
+    pending: bool = False
+
+
+def problem_html(problem: Problem) -> str:
+    kind = "dm-waiting" if problem.pending else "dm-problem"
+    return (
+        f'<div class="dm-answer {kind}"><div class="dm-answer-label">{html_text(problem.title)}</div>'
+        f'<div class="dm-answer-text">{html_text(problem.text)}</div></div>'
+    )
+
+
+def problem_message(problem: Problem) -> dict[str, Any]:
+    """The chat's copy of a problem: a plain message, open, not a collapsed block."""
+    mark = "⏳" if problem.pending else "⚠"
+    return {"role": "assistant", "content": f"**{mark} {md_text(problem.title)}.** {md_text(problem.text)}"}

@@ -24,7 +24,8 @@ CROP_CHOICES = [
     ("n/a", "unset"),
 ]
 VERDICT_FILTERS = (ANY, "correct", "incorrect", "unjudged")
-STATUS_FILTERS = (ANY, *FINAL_STATUSES, "running")
+# The store's status names, as every tab shows them (ui.render.STATUS_HELP says what each means).
+STATUS_FILTERS = (ANY, *FINAL_STATUSES, "running", "pending")
 PATTERN_FILTERS = (ANY, *PATTERNS)
 REVIEW_FILTERS = (ANY, *REVIEW_STATES)
 
@@ -47,6 +48,11 @@ def make_filter(
         review=review if review and review != ANY else None,
         text=(text or "").strip() or None,
     )
+
+
+def match_count(total: int) -> str:
+    """The Traces tab's count line."""
+    return "1 episode matches" if total == 1 else f"{total} episodes match"
 
 
 def _when(ts: float, now: float) -> str:

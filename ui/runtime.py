@@ -13,7 +13,8 @@ import gc
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from agent.config import ModelConfig, build_backend
@@ -41,6 +42,8 @@ class Runtime:
     store: TraceStore
     recorder: BackgroundRecorder  # every event of every episode goes through it
     allow_large_cpu: bool = False
+    # Episodes running at once, whether or not their page is still open (an episode outlives a reloaded page).
+    max_episodes: int = 1
     build_tools: ToolboxFactory = build_toolbox  # tests count the builds with their own
     _backends: dict[ModelConfig, ModelBackend] = field(default_factory=dict)
     _toolboxes: dict[tuple[ToolConfig, int | None], Toolbox] = field(default_factory=dict)
@@ -48,6 +51,8 @@ class Runtime:
     _sessions: dict[str, str] = field(default_factory=dict)  # session -> its running episode id
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _load_locks: dict[ModelConfig, threading.Lock] = field(default_factory=dict)
+    _running: int = 0
+    _slot_freed: threading.Condition = field(default_factory=threading.Condition)
 
     # --- models -------------------------------------------------------------------------------------
 
@@ -135,6 +140,33 @@ class Runtime:
     def close(self) -> None:
         """At shutdown: write what is queued and mark episodes still running as interrupted."""
         self.recorder.close()
+
+    # --- episodes running at once ------------------------------------------------------------------
+
+    @contextmanager
+    def episode_slot(self, cancel: threading.Event) -> Iterator[bool]:
+        """Hold one of `max_episodes` slots while an episode runs; yields False (holding none) when `cancel`
+        was set while waiting. Gradio's concurrency limit counts pages; an episode whose page was reloaded
+        runs on without one, and this keeps the episodes on the model within the limit all the same."""
+        with self._slot_freed:
+            while self._running >= self.max_episodes and not cancel.is_set():
+                self._slot_freed.wait(timeout=0.5)
+            acquired = self._running < self.max_episodes
+            self._running += acquired
+        if not acquired:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with self._slot_freed:
+                self._running -= 1
+                self._slot_freed.notify()
+
+    def slots_busy(self) -> bool:
+        """Whether a new episode would wait for one that is running (perhaps from a page since closed)."""
+        with self._slot_freed:
+            return self._running >= self.max_episodes
 
     # --- cancellation -------------------------------------------------------------------------------
 

@@ -78,9 +78,10 @@ class AppConfig:
     db: str = setting(DEFAULT_DB, "trace store: SQLite path or SQLAlchemy URL", env="TRACES_DB")
     examples: str | None = setting(
         None,
-        "question set (FVQA/veRL parquet) for example questions; default: ../shared/data/fvqa_mini.parquet "
-        "when present; empty: none",
-        env="EXAMPLES_PARQUET",
+        "example questions of the Ask tab: a question set's name in the trace store, or a FVQA/veRL parquet; "
+        "default: the question sets in the store (python -m traces import fvqa FILE); none: no examples",
+        env="APP_EXAMPLES",
+        metavar="SET_OR_PARQUET",
     )
     auth_text: str = setting(
         "",
@@ -210,11 +211,6 @@ def app_config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | 
         budgets=config_from_args(Budgets, args, environ=environ),
         oauth=bool(environ.get("SPACE_ID") and environ.get("OAUTH_CLIENT_ID")),
     )
-    if app.examples is None:
-        from ui.examples import DEFAULT_EXAMPLES
-
-        if DEFAULT_EXAMPLES.is_file():
-            app = dataclasses.replace(app, examples=str(DEFAULT_EXAMPLES))
     return app
 
 

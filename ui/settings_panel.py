@@ -1,14 +1,19 @@
 """The Settings accordion of the Ask tab: model, endpoint, dialect, tool providers, summariser, grounding
 thresholds and budgets. Values go to `ui.settings.resolve_settings` with every question; nothing here holds
-secrets. Where the settings are locked (ui.settings), the fields visitors may not change are disabled."""
+secrets. Where the settings are locked (ui.settings), the fields visitors may not change are disabled.
+Which search tools are off, and the variable that turns each on, is said in the accordion (and its title
+when both are off), and again when a provider is changed."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import gradio as gr
 
 from agent.protocol import DIALECTS
 from agent.tools.config import IMAGE_PROVIDERS, TEXT_PROVIDERS
+from agent.tools.wiring import plan_tools
 from ui.settings import AppConfig, settings_defaults
+from ui.tools_status import both_searches_off, tools_markdown
 
 
 @dataclass
@@ -27,7 +32,10 @@ def build_settings_panel(app: AppConfig) -> SettingsPanel:
         keys.append(key)
         components.append(component)
 
-    with gr.Accordion("Settings", open=False, elem_id="ask-settings"):
+    plan = plan_tools(app.tools)
+    title = "Settings · ⚠ both search tools are off" if both_searches_off(plan) else "Settings"
+    with gr.Accordion(title, open=False, elem_id="ask-settings"):
+        tools_note = gr.Markdown(tools_markdown(plan), elem_id="ask-tools-status")
         if locked:
             gr.Markdown(
                 "This deployment fixes the model, endpoints and search providers; budgets, dialect and grounding "
@@ -115,4 +123,11 @@ def build_settings_panel(app: AppConfig) -> SettingsPanel:
                 gr.Number(values["max_response_tokens"], label="Response tokens", precision=0, minimum=1),
             )
             add("max_turns", gr.Number(values["max_turns"], label="Turns", precision=0, minimum=1))
+    text_search, image_search = (components[keys.index(name)] for name in ("text_search", "image_search"))
+
+    def providers_changed(text: str, image: str) -> str:
+        return tools_markdown(plan_tools(dataclasses.replace(app.tools, text_search=text, image_search=image)))
+
+    for dropdown in (text_search, image_search):
+        dropdown.input(providers_changed, [text_search, image_search], tools_note, queue=False, api_name=False)
     return SettingsPanel(keys, components)

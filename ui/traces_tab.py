@@ -2,7 +2,9 @@
 a live episode), annotate it, and move through a review queue with the keyboard.
 
 Shortcuts (ui/assets.py): j / k next / previous episode, 1-9 toggle labels, Ctrl+Enter save and next;
-none of them act while the cursor is in a text field (Escape leaves the field).
+none of them act while the cursor is in a text field (Escape leaves the field). An episode still running
+(perhaps started from a page since reloaded) is shown as recorded so far and refreshed while it runs; an
+imported question not run yet is shown as pending, with its gold answers.
 (No `from __future__ import annotations`: Gradio reads the gr.Request / gr.OAuthProfile hints at runtime.)
 """
 
@@ -14,7 +16,7 @@ import gradio as gr
 
 from traces.annotations import annotate, list_annotations
 from traces.errors import NotFoundError
-from traces.queries import EpisodeFilter, count_episodes, list_episodes, list_runs
+from traces.queries import EpisodeFilter, count_episodes, list_episodes, list_runs, load_episode
 from traces.replay import episode_events
 from ui.errors import friendly_error
 from ui.panel import EpisodePanel, build_panel, panel_values
@@ -35,6 +37,7 @@ from ui.review import (
     label_choices,
     list_rows,
     make_filter,
+    match_count,
     mine,
     neighbour,
 )
@@ -43,6 +46,7 @@ from ui.settings import AppConfig
 
 log = logging.getLogger("ui")
 PAGE_SIZE = 50
+LIVE_REFRESH_S = 2.0  # how often an open episode that is still running is read again
 # Reading traces is cheap and must never wait behind episodes: its own, wider queue.
 TRACES_CONCURRENCY = 8
 
@@ -64,6 +68,8 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
     ids_state = gr.State([])  # episode ids of the shown page, in order
     nav_state = gr.State({"pages": [None], "next": None})  # keyset cursors for paging (see page_move)
     current_state = gr.State(None)  # the open episode's id
+    goto_state = gr.State(None)  # an episode another tab asks to open (the Ask tab's "Reopen in Traces")
+    live = gr.Timer(LIVE_REFRESH_S, active=False)  # ticks while the open episode is still running
 
     who = gr.Markdown("", elem_id="tr-who")
     with gr.Row():
@@ -107,7 +113,9 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
 
     form_inputs = [label_box, correct, corrected, crop_verdict, approved, comment]
     filter_inputs = [text, status, pattern, review, verdict, run]
-    opened = [current_state, header, *panel.outputs, *form_inputs, history, save_status]
+    # What opening an episode sets; the timer runs while that episode is still running.
+    opened = [current_state, live, header, *panel.outputs, *form_inputs, history, save_status]
+    not_opened = [None, gr.Timer(active=False)]  # current_state and the timer when nothing could be opened
 
     # --- callbacks: each reads the store and hands records to the pure functions ---------------------
 
@@ -119,7 +127,7 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
         page = list_episodes(store, flt, limit=PAGE_SIZE, after=cursor)
         total = count_episodes(store, flt)
         ids = [s.id for s in page.items]
-        return list_rows(page.items), ids, f"{total} episodes match", page.next_cursor
+        return list_rows(page.items), ids, match_count(total), page.next_cursor
 
     def refresh_list(*values: Any) -> tuple:
         try:
@@ -165,25 +173,32 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
         go_newer, [nav_state, *filter_inputs], page_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False
     )
 
+    def read_view(episode_id: str) -> EpisodeView:
+        """The stored episode folded into a view; one without its closing event gets the store's status."""
+        view = fold(episode_events(store, episode_id))
+        if view.finished is None:
+            view.stored_status = load_episode(store, episode_id).summary.status  # running or pending
+        return view
+
     def open_episode(episode_id: str | None, request: gr.Request, profile: gr.OAuthProfile | None) -> list[Any]:
         if not episode_id:
             return [gr.skip()] * len(opened)
         try:
-            events = episode_events(store, episode_id)
+            view = read_view(episode_id)
             records = list_annotations(store, episode_id, history=True)
         except NotFoundError:
-            return [None, f"⚠ Episode {md_text(episode_id)} is not in the store."] + [gr.skip()] * (len(opened) - 2)
+            message = f"⚠ Episode {md_text(episode_id)} is not in the store."
+            return [*not_opened, message] + [gr.skip()] * (len(opened) - 3)
         except Exception as exc:
-            return [None, f"⚠ {md_text(friendly_error(exc))}"] + [gr.skip()] * (len(opened) - 2)
-        view = fold(events)
-        values = panel_values(view)
+            return [*not_opened, f"⚠ {md_text(friendly_error(exc))}"] + [gr.skip()] * (len(opened) - 3)
         name = annotator_name(app, request, profile)
         current = [r for r in records if not any(o.supersedes_id == r.id for o in records)]
         form = form_from_annotation(mine(current, name))
         return [
             episode_id,
+            gr.Timer(active=view.status == "running"),
             episode_header(view, episode_id),
-            *values,
+            *panel_values(view),
             form.labels,
             form.correct,
             form.corrected_answer,
@@ -193,6 +208,28 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
             history_markdown(records),
             "",
         ]
+
+    def refresh_running(episode_id: str | None) -> list[Any]:
+        """A timer tick: the open running episode as recorded now (the annotation form is left as it is)."""
+        if not episode_id:
+            return [gr.Timer(active=False)] + [gr.skip()] * (1 + len(panel.outputs))
+        try:
+            view = read_view(episode_id)
+        except Exception as exc:  # deleted meanwhile, or the store is unreachable: stop polling, say why
+            return [gr.Timer(active=False), f"⚠ {md_text(friendly_error(exc))}"] + [gr.skip()] * len(panel.outputs)
+        return [gr.Timer(active=view.status == "running"), episode_header(view, episode_id), *panel_values(view)]
+
+    live.tick(
+        refresh_running,
+        [current_state],
+        [live, header, *panel.outputs],
+        concurrency_limit=TRACES_CONCURRENCY,
+        show_progress="hidden",
+        api_name=False,
+    )
+
+    def open_requested(episode_id: str | None, request: gr.Request, profile: gr.OAuthProfile | None) -> list[Any]:
+        return open_episode(episode_id, request, profile)
 
     def select_row(ids: list, evt: gr.SelectData, request: gr.Request, profile: gr.OAuthProfile | None) -> list[Any]:
         row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
@@ -267,8 +304,19 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
             return gr.skip(), f"⚠ Not saved: {md_text(friendly_error(exc))}"
         return history_markdown(records), f"✓ Saved as **{md_text(saved.annotator)}** (version {saved.id})."
 
+    def reload_page(nav: dict, *values: Any) -> tuple:
+        """The shown page read again (after a save: its review column, and what the filters now select)."""
+        pages = list(nav.get("pages") or [None])
+        try:
+            rows, ids, counted, next_cursor = load_page(pages[-1], *values)
+        except Exception as exc:
+            return gr.skip(), gr.skip(), f"⚠ {md_text(friendly_error(exc))}", nav
+        return rows, ids, counted, {"pages": pages, "next": next_cursor}
+
     save_inputs = [current_state, *form_inputs]
-    save_btn.click(save, save_inputs, [history, save_status], concurrency_limit=TRACES_CONCURRENCY, api_name="annotate")
+    save_btn.click(
+        save, save_inputs, [history, save_status], concurrency_limit=TRACES_CONCURRENCY, api_name="annotate"
+    ).then(reload_page, [nav_state, *filter_inputs], page_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
 
     def save_and_next(
         ids: list,
@@ -294,7 +342,7 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
 
     save_next_btn.click(
         save_and_next, [ids_state, *save_inputs], opened, concurrency_limit=TRACES_CONCURRENCY, api_name=False
-    )
+    ).then(reload_page, [nav_state, *filter_inputs], page_outputs, concurrency_limit=TRACES_CONCURRENCY, api_name=False)
 
     def whoami(request: gr.Request, profile: gr.OAuthProfile | None) -> str:
         name = annotator_name(app, request, profile)
@@ -304,7 +352,13 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
             return "Annotations are saved as **anonymous** (start the app with `--auth user:password` to identify annotators)."
         return f"Annotating as **{md_text(name)}**."
 
-    return {"refresh": (refresh_list, filter_inputs, list_outputs), "who": (whoami, who)}
+    return {
+        "refresh": (refresh_list, filter_inputs, list_outputs),
+        "who": (whoami, who),
+        # For ui.app: another tab puts an episode id in the state, then opens it with the function.
+        "open": (open_requested, goto_state, opened),
+        "live": (refresh_running, live),  # the timer's tick: the open running episode read again
+    }
 
 
 def episode_header(view: EpisodeView, episode_id: str) -> str:
@@ -315,4 +369,7 @@ def episode_header(view: EpisodeView, episode_id: str) -> str:
         parts.append(f"dialect {md_text(view.dialect)}")
     if view.started_at:
         parts.append(md_text(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(view.started_at))))
+    if view.finished is None:
+        live = " (live: read again every few seconds)" if view.status == "running" else ""
+        parts.append(f"status **{md_text(view.status)}**{live}")
     return " · ".join(parts)

@@ -167,3 +167,30 @@ def test_ask_with_db_records_each_call_in_one_run_per_model_for_traces_stats(tmp
     capsys.readouterr()
     assert traces_main(["stats", "--db", str(db)]) == 0
     assert "scripted-model" in capsys.readouterr().out
+
+
+def test_a_turn_of_thousands_of_newlines_prints_one_line_not_a_screenful(tmp_path, capsys):
+    flood = "\n" * 5000
+    turns = [f"<reason>{flood}</reason>" + "!" * 3000, "<reason>Fine.</reason><answer>red</answer>"]
+    with scripted_chat_server(turns) as server:
+        code = main(
+            [
+                "ask",
+                "--backend",
+                "openai",
+                "--base-url",
+                server.base_url,
+                "--model",
+                "scripted-model",
+                "--question",
+                "What colour?",
+                "--tool-cache",
+                "",
+                "--grounding-model",
+                "off",
+            ]
+        )
+    out = capsys.readouterr().out
+    assert code == 0 and "ANSWER: red" in out
+    assert "<reason>⏎ ×5000\n</reason>! ×3000" in out  # the same collapsing as the app's raw-text view
+    assert len(out.splitlines()) < 40 and len(out) < 3000

@@ -95,4 +95,29 @@ def test_traces_list_and_annotation_api(stack, photo):
     table, count, _runs = client.predict(
         "", "answered", "any", "any", "any", "any", api_name="/list_traces"
     )  # State outputs are not returned
-    assert "episodes match" in count and table["data"] and table["data"][0][2] == "answered"
+    assert "match" in count and table["data"] and table["data"][0][2] == "answered"
+
+
+def _refused(stack, path) -> str:
+    """What the answer box says when `path` is uploaded with a question."""
+    client = Client(stack.url, auth=stack.auth, verbose=False)
+    _, updates = _stream(client, handle_file(str(path)), "What is in this picture?", "")
+    return _latest(updates, 1)
+
+
+def test_a_file_that_is_not_an_image_is_named_with_what_would_work_and_no_server_path(stack, tmp_path):
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("Dear all, the photos follow in the next mail.")
+    answer = _refused(stack, fake)
+    assert "holiday.jpg" in answer and "not an image" in answer and "JPEG, PNG" in answer
+    assert "/tmp" not in answer and "gradio" not in answer.lower() and "Traceback" not in answer
+
+
+def test_a_12000_pixel_square_jpeg_is_refused_with_its_size_and_what_would_work(stack, tmp_path):
+    from PIL import Image
+
+    huge = tmp_path / "scan.jpg"
+    Image.new("L", (12000, 12000), 128).save(huge, quality=10)  # a real JPEG of 144 million pixels
+    answer = _refused(stack, huge)
+    assert "scan.jpg" in answer and "12000×12000" in answer and "smaller copy" in answer
+    assert "upload a JPEG" not in answer.lower() and "/tmp" not in answer

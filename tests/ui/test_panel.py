@@ -10,7 +10,7 @@ import gradio as gr
 from agent.events import TextDelta, ToolFinished
 from tests.traces.helpers import synthetic_episode
 from ui.panel import LiveFrames, build_panel, encoded, panel_values
-from ui.render import EpisodeView
+from ui.render import EpisodeView, Problem
 
 
 def _panel():
@@ -25,8 +25,8 @@ def _view_until(events, stop_index):
     return view
 
 
-def _as_gradio_would(panel, view, extra_messages=None):
-    values = panel_values(view, extra_messages=extra_messages)
+def _as_gradio_would(panel, view, problem=None):
+    values = panel_values(view, problem=problem)
     return [encoded(component, value) for component, value in zip(panel.outputs, values, strict=True)]
 
 
@@ -41,8 +41,8 @@ def test_live_frames_equal_the_encoded_panel_at_every_event(monkeypatch):
         for event in events:  # one frame per event: turns growing, tool blocks turning done, crop, cards, answer
             view.apply(event, now=0.0)
             assert await frames.next(view) == _as_gradio_would(panel, view)
-        notice = {"role": "assistant", "content": "stopped", "metadata": {"title": "⚠ x", "status": "done"}}
-        assert await frames.next(view, extra_messages=[notice]) == _as_gradio_would(panel, view, [notice])
+        problem = Problem("The episode stopped", "tool bug")
+        assert await frames.next(view, problem=problem) == _as_gradio_would(panel, view, problem)
         return await frames.next(view)
 
     last = asyncio.run(check())

@@ -10,6 +10,7 @@ from agent.events import (
     EpisodeFinished,
     EpisodeStarted,
     FormatError,
+    ModelError,
     ResultItem,
     TextDelta,
     ToolFinished,
@@ -213,3 +214,108 @@ def test_view_of_an_empty_episode_renders_placeholders():
     view = EpisodeView()
     assert chat_messages(view) == []
     assert "appear" in result_cards_html(view) and "appears" in answer_html(view)
+
+
+def _malformed_episode(text: str) -> list:
+    return [
+        started(),
+        TurnStarted(EP, 0),
+        TextDelta(EP, 0, text),
+        ActionParsed(EP, 0, "none", "", "", text, False, "empty turn", 2048, 9.0),
+        FormatError(EP, 0, "empty turn", text, 0),
+        EpisodeFinished(EP, "format_error", None, 1, 0, 2048, 9.0, False, "format retries spent"),
+    ]
+
+
+def test_a_malformed_turn_shows_what_the_model_wrote_with_whitespace_visible_and_runs_counted():
+    view = fold(_malformed_episode("\n" * 2000 + "<reason>ok\tthen</reason>"))
+    turn = chat_messages(view)[1]
+    assert turn["metadata"]["title"] == "Turn 1 · malformed" and turn["metadata"]["log"] == "2048 tokens"
+    assert "**Format error:** empty turn" in turn["content"]
+    assert "```text\n⏎ ×2000\n<reason>ok⇥then</reason>\n```" in turn["content"]  # a code block: markup stays text
+    answer = answer_html(view)  # the answer box says why, what to do, and what the model wrote
+    assert "No answer · status format_error" in answer and "Dialect" in answer and "⏎ ×2000" in answer
+
+
+def test_raw_text_cannot_close_its_code_block_early():
+    text = "a ``` b ```` c"
+    block = chat_messages(fold(_malformed_episode(text)))[1]["content"].split("\n\n")[-1]
+    assert block.startswith("`````text\n") and block.endswith("\n`````") and text in block
+
+
+def test_a_turn_streaming_thousands_of_newlines_stays_one_short_line():
+    view = fold([started(), TurnStarted(EP, 0), TextDelta(EP, 0, "\n" * 5000)])
+    assert chat_messages(view)[-1]["content"] == "⏎ ×5000\n"
+
+
+def test_every_status_is_named_as_the_store_names_it_with_what_to_do():
+    from traces.records import FINAL_STATUSES
+    from ui.render import STATUS_HELP
+    from ui.review import STATUS_FILTERS
+
+    assert set(STATUS_HELP) == set(FINAL_STATUSES) | {"running", "pending"} == set(STATUS_FILTERS) - {"any"}
+    for status in ("budget_exhausted", "error", "cancelled"):
+        view = fold([started(), EpisodeFinished(EP, status, None, 1, 0, 5, 1.0, True, "why")])
+        assert f"status {status}" in answer_html(view) and STATUS_HELP[status].split(".")[0] in answer_html(view)
+        assert f"status **{status.replace('_', chr(92) + '_')}**: why" in chat_messages(view)[-1]["content"]
+    failed = fold(
+        [started(), ModelError(EP, 0, "http://h/v1", "refused"), EpisodeFinished(EP, "error", None, 1, 0, 0, 1, False)]
+    )
+    assert "model endpoint failed" in answer_html(failed) and "Settings → Endpoint" in answer_html(failed)
+
+
+def test_an_imported_question_not_run_yet_is_pending_with_its_gold_answers_and_no_clock():
+    view = fold([started(gold_answers=("Spain", "Kingdom of Spain"))], now=100.0)
+    view.stored_status = "pending"
+    answer = answer_html(view)
+    assert "Not run yet · status pending" in answer and "Gold: Spain | Kingdom of Spain" in answer
+    assert "Working" not in answer and view.elapsed_s(now=10_000.0) == 0.0
+    assert "Not run yet" in counters_html(view) and "elapsed" not in counters_html(view)
+    assert "pending" in chat_messages(view)[-1]["content"]
+    view.stored_status = "running"
+    assert "Running · status running" in answer_html(view) and "9900.0 s" in counters_html(view, now=10_000.0)
+
+
+def test_tools_that_were_off_are_named_in_the_answer_box_with_what_to_set():
+    tools = {"text_search": "off: SERPAPI_API_KEY is not set: set it", "image_search": "cloud_vision", "grounding": "g"}
+    view = fold(
+        [
+            EpisodeStarted(EP, "q", None, None, "m", "b", "d", {"budgets": BUDGETS, "tools": tools}, started_at=1.0),
+            EpisodeFinished(EP, "answered", "a", 1, 0, 5, 1.0, True),
+        ]
+    )
+    answer = answer_html(view)
+    assert "Off in this episode" in answer and "text search: SERPAPI_API_KEY is not set" in answer
+    assert "image search" not in answer
+
+
+def test_the_crop_caption_waits_for_the_episode_and_a_tiny_crop_is_enlarged_without_smoothing():
+    assert crop_panel(EpisodeView()).caption == ""  # nothing started yet: no "No image" while it loads
+    assert crop_panel(fold([started()])).caption == "No image in this episode."
+    image = Image.new("RGB", (400, 300), (0, 0, 0))
+    image.putpixel((101, 51), (255, 255, 255))
+    box = Box(100, 50, 112, 59)  # 12×9 pixels
+    result = ToolResult("cv", crop_box=box, crop_image=image.crop(box.as_tuple()))
+    view = fold(
+        [
+            started(image),
+            TurnStarted(EP, 0),
+            ToolStarted(EP, 0, 0, "image_search_region", "x", "cv"),
+            ToolFinished(EP, 0, 0, "image_search_region", "x", result, ""),
+        ]
+    )
+    panel = crop_panel(view)
+    assert panel.crop.size == (180, 135)  # ×15: fills the 180-px panel
+    colours = {panel.crop.getpixel((x, y)) for x in range(15, 30) for y in range(15, 30)}
+    assert colours == {(255, 255, 255)}  # one source pixel, one solid block: no smoothing
+    assert panel.crop.getpixel((14, 14)) == (0, 0, 0)
+    assert "12×9 px" in panel.caption and "enlarged ×15" in panel.caption
+
+
+def test_a_problem_takes_the_answer_box_and_is_an_open_message_in_the_chat():
+    from ui.render import Problem, problem_html, problem_message
+
+    problem = Problem("Cannot start", "<b>x.jpg</b>: not an image; choose a photo")
+    assert "Cannot start" in problem_html(problem) and "&lt;b&gt;x.jpg" in problem_html(problem)
+    message = problem_message(problem)
+    assert "metadata" not in message and "not an image" in message["content"]  # not a collapsed block
