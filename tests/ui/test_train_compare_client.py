@@ -175,3 +175,34 @@ def test_compare_two_eval_runs(client, stack):
     assert len(rows) == 9 and rows[0][0] == "item_key"
     bad = client.predict(["not a run"], None, None, api_name="/compare")
     assert "pick one from the list" in bad[4]
+
+
+def test_an_eval_job_launched_from_the_tab_reports_accuracy_so_far(client, stack, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), "blue").save(tmp_path / "bridge.png")
+    data = tmp_path / "bridges.jsonl"
+    rows = [{"question": f"When did bridge {n} open?", "image": "bridge.png", "answers": ["1937"]} for n in range(2)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = launch_args(
+        client,
+        kind="eval",
+        eval__data=str(data),
+        eval__run_name="eval from the train tab",
+        judge__judge="rule",
+        tools__text_search="off",
+        tools__image_search="off",
+        tools__grounding_model="off",
+        tools__summariser="none",
+    )  # the model section starts from the app's own: the scripted endpoint
+    command, _ = client.predict(*args, api_name="/train_preview")
+    assert command.startswith("python -m agent eval --data") and "--run-name 'eval from the train tab'" in command
+    message, _ = client.predict(*args, api_name="/train_launch")
+    assert message.startswith("✓ Started job"), message
+    job_id = int(message.split("job ")[1].split(".")[0])
+    row = wait_for(client, job_id, ("succeeded", "failed", "interrupted"), timeout_s=120)
+    header, chart, log = client.predict(job_id, api_name="/train_select")
+    assert "succeeded" in row[3] and row[4] == "2/2 (100%)", (header, log[-2000:])
+    assert "Accuracy so far" in [a["text"] for a in json.loads(chart["plot"])["layout"]["annotations"]]
+    choices = client.predict([], None, None, api_name="/compare_choices")[0]["choices"]
+    assert any("eval from the train tab (eval, 2 episodes)" in c[0] for c in choices)
