@@ -28,8 +28,11 @@ def open_group(page, section: str, title: str) -> None:
 def test_train_then_compare_in_a_real_browser(stack, tiny_vlm_dir, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
+    from tests.traces.helpers import synthetic_episode
     from tests.training.helpers import write_sft_file
     from tests.ui.eval_fixtures import record_eval_run
+    from traces import jobs as job_rows
+    from traces.recorder import Recorder
     from traces.store import open_store
 
     data = write_sft_file(tmp_path, episodes=4)
@@ -60,6 +63,22 @@ def test_train_then_compare_in_a_real_browser(stack, tiny_vlm_dir, tmp_path):
         expect(page.locator("#train-chart")).to_contain_text("Loss", timeout=15_000)
         expect(field(page, "train-log")).to_have_value(re.compile(r"job \d+: succeeded"))
         page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
+
+        # A GRPO job opens its rollout episodes in the Traces tab.
+        with open_store(stack.db) as store:
+            rollouts = store.create_run("grpo browser rollouts", "rollout")
+            recorder = Recorder(store, run_kind="rollout", run_id=rollouts)
+            for event in synthetic_episode(question="Which rollout is this (browser)?"):
+                recorder(event)
+            recorder.close()
+            grpo = job_rows.create_job(store, "grpo", "grpo tiny -> runs/grpo-browser", {}, run_id=rollouts)
+            job_rows.finish_job(store, grpo, "succeeded")
+        page.locator("#train-refresh").click()
+        page.locator("#train-jobs").get_by_text("grpo tiny -> runs/grpo-browser").last.click()
+        expect(page.locator("#train-job")).to_contain_text(f"Job {grpo}", timeout=15_000)
+        page.locator("#train-rollouts").click()
+        expect(page.locator("#tr-count")).to_contain_text(re.compile(r"\b1 episodes? match"), timeout=15_000)
+        expect(page.locator("#tr-list")).to_contain_text("Which rollout is this (browser)?")
 
         # Compare: the two most recent eval runs are picked by default.
         with open_store(stack.db) as store:
