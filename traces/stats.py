@@ -425,6 +425,21 @@ def _paired(run_a: int, run_b: int) -> tuple[Any, Any, ColumnElement[bool]]:
     return a, b, pair
 
 
+def _pair_columns(a: Any, b: Any) -> list[Any]:
+    """A paired question's row: its key, question and source, and each run's episode, answer and verdict."""
+    return [
+        a.c.item_key,
+        a.c.question,
+        a.c.dataset,
+        a.c.uid.label("ua"),
+        b.c.uid.label("ub"),
+        a.c.final_answer.label("fa"),
+        b.c.final_answer.label("fb"),
+        a.c.correct.label("ca"),
+        b.c.correct.label("cb"),
+    ]
+
+
 def compare_runs(store: TraceStore, run_a: int, run_b: int, *, max_flips: int = 1000) -> PairedComparison:
     """Pair completed episodes of two runs by item key (SQL join) and compare their verdicts."""
     a, b, pair = _paired(run_a, run_b)
@@ -438,21 +453,7 @@ def compare_runs(store: TraceStore, run_a: int, run_b: int, *, max_flips: int = 
         _count_if(and_(a.c.correct.is_(False), b.c.correct.is_(True))).label("ft"),
     ).where(pair)
     flipped = and_(pair, both, a.c.correct != b.c.correct)
-    flips = (
-        select(
-            a.c.item_key,
-            a.c.question,
-            a.c.uid.label("ua"),
-            b.c.uid.label("ub"),
-            a.c.final_answer.label("fa"),
-            b.c.final_answer.label("fb"),
-            a.c.correct.label("ca"),
-            b.c.correct.label("cb"),
-        )
-        .where(flipped)
-        .order_by(b.c.correct.desc(), a.c.item_key)
-        .limit(max_flips)
-    )
+    flips = select(*_pair_columns(a, b)).where(flipped).order_by(b.c.correct.desc(), a.c.item_key).limit(max_flips)
     e = episodes.c
 
     def completed_keys(run_id: int) -> Any:
@@ -516,21 +517,7 @@ class PairedQuestion:
 def paired_questions(store: TraceStore, run_a: int, run_b: int) -> list[PairedQuestion]:
     """Every question completed in both runs, in item-key order: the per-question table behind `compare_runs`."""
     a, b, pair = _paired(run_a, run_b)
-    stmt = (
-        select(
-            a.c.item_key,
-            a.c.question,
-            a.c.dataset,
-            a.c.uid.label("ua"),
-            b.c.uid.label("ub"),
-            a.c.final_answer.label("fa"),
-            b.c.final_answer.label("fb"),
-            a.c.correct.label("ca"),
-            b.c.correct.label("cb"),
-        )
-        .where(pair)
-        .order_by(a.c.item_key)
-    )
+    stmt = select(*_pair_columns(a, b)).where(pair).order_by(a.c.item_key)
     with store.read() as conn:
         rows = conn.execute(stmt).all()
     return [PairedQuestion(r.item_key, r.question, r.dataset, r.ua, r.ub, r.fa, r.fb, r.ca, r.cb) for r in rows]
