@@ -18,24 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.events import Event
 from agent.judge import Judge, JudgeConfig, build_judge
 from agent.loop import Budgets
 from agent.protocol import get_dialect
 from agent.tools.config import ToolConfig
 from agent.tools.wiring import build_toolbox
 from traces import jobs
-from traces.recorder import Recorder
 from traces.store import TraceStore
-from traces.verdicts import set_judgement, set_reward
 from training.callbacks import JobCallback
 from training.config import GRPOSettings, settings_dict
 from training.data import load_questions, question_dataset
 from training.generation import BatchedGenerator, Sampling
 from training.job import JobContext, JobResult
 from training.models import TrainingInputError, load_model, load_processor, save_merged, save_processor
+from training.recording import RolloutRecorder
 from training.rewards import REWARD_FUNCS
-from training.rollout import Question, RolloutResult, Rollouts
+from training.rollout import Question, Rollouts
 
 
 @dataclass(frozen=True)
@@ -157,24 +155,7 @@ def train_grpo(
         run_id = rollout_run(store, settings, job_id=job_id, dataset=name)
         if job_id is not None and context is not None and context.is_main:
             jobs.update_job(store, job_id, run_id=run_id)
-        recorder = Recorder(store, run_kind="rollout", run_id=run_id, checkpoint=settings.model)
-
-    def record(result: RolloutResult, events: Sequence[Event], step: int) -> None:
-        """A rollout is worth keeping whole: written once it is judged, its events in one transaction (one
-        commit instead of one per event, which 64 episodes at once would wait on), then verdict and reward."""
-        if recorder is None:
-            return
-        uid = result.finished.episode_id
-        try:
-            with recorder.transaction():
-                for event in events:
-                    recorder(event)
-            if result.judgement is not None:
-                j = result.judgement
-                set_judgement(store, uid, j.verdict, j.reason, j.judge)
-            set_reward(store, uid, result.reward, train_step=step)
-        except Exception as exc:  # a trace-store hiccup must not end a long training run: say so and go on
-            print(f"warning: could not record rollout {uid}: {type(exc).__name__}: {exc}", flush=True)
+        recorder = RolloutRecorder(store, run_id, checkpoint=settings.model)
 
     image_token_id = model.config.image_token_id
     sampling = sampling_of(settings, args)
@@ -200,7 +181,7 @@ def train_grpo(
             name=settings.model,
         ),
         vllm_generator=vllm,
-        on_result=record,
+        on_result=recorder,
         cancel=stop,
     )
     job_callback = JobCallback(store, context.job_id if context else None, stop) if context is not None else None
