@@ -51,8 +51,8 @@ STATUS_HELP = {
         "specific question."
     ),
     "format_error": (
-        "The model's turns did not follow the {dialect} format and its retries ran out (its last turn is "
-        "shown below as written). Check that Settings → Dialect matches the model: deepmmsearch for "
+        "The model's turns did not follow the {dialect} format and its retries ran out (each malformed turn "
+        "shows what the model wrote). Check that Settings → Dialect matches the model: deepmmsearch for "
         "DeepMMSearch-R1-style checkpoints, mmsearch-r1 for MMSearch-R1-7B. Untuned and tiny models rarely "
         "follow either."
     ),

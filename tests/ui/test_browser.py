@@ -1,6 +1,8 @@
 """End to end in Debian's chromium through Playwright (DESIGN.md §4): ask, watch it stream, check the crop
 box, result cards and answer, check hostile markup stays inert, then annotate the recorded episode with
-the keyboard in the Traces tab. Screenshots go to artifacts/ui/."""
+the keyboard in the Traces tab (its list row says so at once). Then what goes wrong: why an episode cannot
+start, or stopped, is in the answer box; a malformed turn shows what the model wrote; a page reloaded
+mid-episode offers to reopen it, live, in the Traces tab. Screenshots go to artifacts/ui/."""
 
 import sqlite3
 from pathlib import Path
@@ -79,7 +81,7 @@ def test_ask_then_review_in_a_real_browser(stack, photo):
         search = page.locator("#tr-search textarea, #tr-search input").first
         search.fill("browser")  # other tests share this app: narrow the list to this episode
         search.press("Enter")
-        expect(page.locator("#tr-count")).to_contain_text("1 episodes match", timeout=15_000)
+        expect(page.locator("#tr-count")).to_contain_text("1 episode matches", timeout=15_000)
         search.press("Escape")  # leave the field: shortcuts are inert while typing
         page.keyboard.press("j")
         expect(page.locator("#tr-chat")).to_contain_text("1937", timeout=15_000)
@@ -93,6 +95,9 @@ def test_ask_then_review_in_a_real_browser(stack, photo):
         expect(page.locator("#tr-labels input[type=checkbox]").first).to_be_checked()
         page.keyboard.press("Control+Enter")
         expect(page.locator("#tr-save-status")).to_contain_text("Saved as alice", timeout=15_000)
+        review_cell = page.locator("#tr-list [role=row]").nth(1).locator("[role=gridcell]").nth(6)
+        expect(review_cell).not_to_have_text("none", timeout=15_000)  # the row says it at once, without a reload
+        shown_review = review_cell.inner_text().strip()
         page.screenshot(path=str(ARTIFACTS / "traces.png"), full_page=True)
         xss = page.evaluate("window.__xss")
         browser.close()
@@ -103,3 +108,90 @@ def test_ask_then_review_in_a_real_browser(stack, photo):
             "select annotator, labels, comment from annotations order by id desc limit 1"
         ).fetchone()
     assert annotator == "alice" and comment == "crop 1 j" and labels.startswith('["')
+    with sqlite3.connect(stack.db) as db:
+        (review,) = db.execute("select review_state from episodes where question like '%(browser)%'").fetchone()
+    assert shown_review == review
+
+
+def _login(page, stack):
+    page.goto(stack.url)
+    page.get_by_label("username").fill(stack.auth[0])
+    page.get_by_label("password").fill(stack.auth[1])
+    page.get_by_role("button", name="Login").click()
+
+
+def _use_endpoint(page, base_url: str) -> None:
+    from playwright.sync_api import expect
+
+    endpoint = page.locator("#ask-endpoint textarea")
+    if not endpoint.is_visible():  # a click on an open accordion would close it
+        page.locator("#ask-settings").get_by_text("Settings").first.click()
+    expect(endpoint).to_be_visible()
+    endpoint.fill(base_url)
+    endpoint.press("Tab")  # leave the field: its value is the page's before Ask is clicked
+
+
+def test_what_went_wrong_is_in_the_answer_box_and_a_reloaded_page_reopens_its_episode(stack, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.servers.chat_completions import scripted_chat_server
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    not_a_photo = tmp_path / "holiday.jpg"
+    not_a_photo.write_text("Dear all, the photos follow in the next mail.")
+    slow_turn = "<reason>" + " ".join(f"w{i}" for i in range(200)) + "</reason><answer>slowly</answer>"
+    with (
+        scripted_chat_server(["\n" * 2000] * 6) as blank,  # a model that writes only line breaks
+        scripted_chat_server([slow_turn], token_delay_s=0.03) as slow,  # 6 s of tokens
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        _login(page, stack)
+        answer = page.locator("#ask-answer")
+
+        # Nothing asked: the answer box says so and what to do (not a collapsed chat block).
+        page.locator("#ask-button").click()
+        expect(answer).to_contain_text("Nothing to ask", timeout=15_000)
+        expect(answer).to_contain_text("Type a question")
+
+        # A file that is not an image: named, with what would work; no server path.
+        page.locator("#ask-input-image input[type=file]").set_input_files(str(not_a_photo))
+        page.locator("#ask-question textarea").fill("What is in this picture?")
+        page.locator("#ask-button").click()
+        expect(answer).to_contain_text("Cannot start", timeout=15_000)
+        expect(answer).to_contain_text("holiday.jpg: not an image")
+        expect(answer).to_contain_text("JPEG, PNG")
+        assert "/tmp" not in answer.inner_text()
+        page.reload()  # a fresh form (and nothing ran, so nothing is offered for reopening)
+        expect(page.locator("#ask-button")).to_be_enabled()
+        expect(page.locator("#ask-reopen-row")).to_be_hidden()
+
+        # A model that writes only line breaks: the episode stops on format_error; the answer box says why and
+        # what to do and shows what was written; so does the malformed turn's block.
+        _use_endpoint(page, blank.base_url)
+        page.locator("#ask-question textarea").fill("Which tower is this (blank model)?")
+        page.locator("#ask-button").click()
+        expect(answer).to_contain_text("status format_error", timeout=60_000)
+        expect(answer).to_contain_text("Dialect")
+        expect(answer).to_contain_text("⏎ ×2000")
+        chat = page.locator("#ask-chat")
+        chat.get_by_role("button", name="Turn 1 · malformed").first.click()
+        expect(chat).to_contain_text("⏎ ×2000")
+        page.screenshot(path=str(ARTIFACTS / "ask-malformed.png"), full_page=True)
+
+        # Reloaded mid-episode: the episode runs on; the page offers to reopen it in the Traces tab, live.
+        _use_endpoint(page, slow.base_url)
+        page.locator("#ask-question textarea").fill("Will this survive a reload?")
+        page.locator("#ask-button").click()
+        expect(chat).to_contain_text("w5", timeout=30_000)
+        page.reload()
+        expect(page.locator("#ask-reopen-note")).to_contain_text("still running", timeout=30_000)
+        expect(page.locator("#ask-reopen-note")).to_contain_text("Will this survive a reload?")
+        page.locator("#ask-reopen").click()
+        expect(page.locator("#tr-header")).to_contain_text("running", timeout=15_000)
+        expect(page.locator("#tr-answer")).to_contain_text("Running")
+        expect(page.locator("#tr-chat")).to_contain_text("w1")  # as recorded so far
+        page.screenshot(path=str(ARTIFACTS / "traces-live.png"), full_page=True)
+        expect(page.locator("#tr-answer")).to_contain_text("slowly", timeout=60_000)  # refreshed until it ended
+        browser.close()
