@@ -168,13 +168,17 @@ def _db(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from training.teach import TeachSettings
+
     parser = argparse.ArgumentParser(prog="python -m training", description="SFT and GRPO for the search agent.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     teach = sub.add_parser("teach-tiny", help="teach the tiny random model our tag format (OUT_DIR/vlm, /grounding)")
     teach.add_argument("out_dir")
-    teach.add_argument("--max-steps", type=int, default=140, help="SFT steps on the synthetic episodes")
-    teach.add_argument("--seed", type=int, default=0)
+    teach.add_argument(
+        "--max-steps", type=int, default=TeachSettings.max_steps, help="SFT steps on the synthetic episodes"
+    )
+    teach.add_argument("--seed", type=int, default=TeachSettings.seed)
     teach.set_defaults(func=_teach_tiny)
 
     sft = sub.add_parser("sft", help="LoRA SFT on approved episodes (trace store) or an exported SFT file")
