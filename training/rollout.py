@@ -152,12 +152,13 @@ class Rollouts:
         self.stats = RolloutStats()
         self.last_results: list[RolloutResult] = []
         self._checked: set[tuple[str, str | None]] = set()
+        self._rounds: list[tuple[int, float]] = []  # the current call's generate rounds (rows, seconds)
 
     # ---- TRL's entry point ------------------------------------------------------------------------------------
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         start = time.monotonic()
-        self._rounds: list[tuple[int, float]] = []
+        self._rounds = []
         step = int(trainer.state.global_step)
         items = [self._question(prompt) for prompt in prompts]
         if self.vllm_generator is not None:
