@@ -154,6 +154,7 @@ def test_a_judge_endpoint_that_is_down_stops_training_before_it_starts(taught_ti
 
 def test_two_processes_under_torchrun_share_one_job_and_one_rollout_run(taught_tiny, tmp_path):
     """DDP on gloo: each rank rolls out its own prompts, rewards are gathered, both stop together."""
+    import socket
     import subprocess
     import sys
 
@@ -161,8 +162,11 @@ def test_two_processes_under_torchrun_share_one_job_and_one_rollout_run(taught_t
 
     data = write_questions(taught_tiny, tmp_path, GOLDS, count=4)
     db = tmp_path / "traces.db"
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
         "-m", "training", "grpo", "--model", str(taught_tiny / "vlm"), "--data", str(data),
         "--output", str(tmp_path / "out"), "--max-steps", "2", "--judge", "rule", "--text-search", "local",
         "--corpus", str(taught_tiny / "corpus.db"), "--summariser", "none", "--image-search", "off",
