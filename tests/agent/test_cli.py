@@ -56,30 +56,32 @@ def test_tiny_then_ask_runs_a_full_episode_on_a_real_fvqa_image(tmp_path, fvqa_s
     assert events[-1]["response_tokens"] > 0
 
 
+def _ask_scripted(base_url: str, question: str, *more: str) -> list[str]:
+    """`ask` against a scripted endpoint, with no tool cache and no grounding."""
+    return [
+        "ask",
+        "--backend",
+        "openai",
+        "--base-url",
+        base_url,
+        "--model",
+        "scripted-model",
+        "--question",
+        question,
+        "--tool-cache",
+        "",
+        "--grounding-model",
+        "off",
+        *more,
+    ]
+
+
 def test_ask_against_an_openai_endpoint_prints_the_answer(tmp_path, capsys):
     image = tmp_path / "red.png"
     Image.new("RGB", (64, 48), "red").save(image)
     turns = ["<reason>It is plainly red.</reason><answer>red</answer>"]
     with scripted_chat_server(turns) as server:
-        code = main(
-            [
-                "ask",
-                "--backend",
-                "openai",
-                "--base-url",
-                server.base_url,
-                "--model",
-                "scripted-model",
-                "--image",
-                str(image),
-                "--question",
-                "What colour?",
-                "--tool-cache",
-                "",
-                "--grounding-model",
-                "off",
-            ]
-        )
+        code = main(_ask_scripted(server.base_url, "What colour?", "--image", str(image)))
     out = capsys.readouterr().out
     assert code == 0
     assert "ANSWER: red" in out and "finished: answered" in out
@@ -136,25 +138,7 @@ def test_ask_with_db_records_each_call_in_one_run_per_model_for_traces_stats(tmp
     ]
     with scripted_chat_server(turns) as server:
         codes = [
-            main(
-                [
-                    "ask",
-                    "--backend",
-                    "openai",
-                    "--base-url",
-                    server.base_url,
-                    "--model",
-                    "scripted-model",
-                    "--question",
-                    "What colour?",
-                    "--tool-cache",
-                    "",
-                    "--grounding-model",
-                    "off",
-                    "--db",
-                    str(db),
-                ]
-            )
+            main(_ask_scripted(server.base_url, "What colour?", "--db", str(db)))
             for _ in range(2)  # two separate CLI calls into one store
         ]
     assert codes == [0, 0]
@@ -173,23 +157,7 @@ def test_a_turn_of_thousands_of_newlines_prints_one_line_not_a_screenful(tmp_pat
     flood = "\n" * 5000
     turns = [f"<reason>{flood}</reason>" + "!" * 3000, "<reason>Fine.</reason><answer>red</answer>"]
     with scripted_chat_server(turns) as server:
-        code = main(
-            [
-                "ask",
-                "--backend",
-                "openai",
-                "--base-url",
-                server.base_url,
-                "--model",
-                "scripted-model",
-                "--question",
-                "What colour?",
-                "--tool-cache",
-                "",
-                "--grounding-model",
-                "off",
-            ]
-        )
+        code = main(_ask_scripted(server.base_url, "What colour?"))
     out = capsys.readouterr().out
     assert code == 0 and "ANSWER: red" in out
     assert "<reason>⏎ ×5000\n</reason>! ×3000" in out  # the same collapsing as the app's raw-text view
