@@ -214,16 +214,19 @@ async def ask_episode(
             yield await _problem_only(frames, problem) + [None]
             return
 
-    # An episode whose page was reloaded runs on and holds its slot: wait for it in view (ui.runtime).
+    # An episode whose page was reloaded runs on and holds its slot: wait for it, in view if it takes a while
+    # (a moment's wait is usually the previous episode of this page letting go of its slot).
+    waiting_since = time.monotonic()
     while runtime.slots_busy():
-        problem = Problem(
-            "Waiting for a free slot",
-            "Episodes already use every slot (one may have been started from a page since reloaded or closed; "
-            "it runs to its end). This one starts as soon as a slot is free.",
-            pending=True,
-        )
-        yield await _problem_only(frames, problem, running=True) + [None]
-        await asyncio.sleep(1.0)
+        if time.monotonic() - waiting_since > 0.5:
+            problem = Problem(
+                "Waiting for a free slot",
+                "Episodes already use every slot (one may have been started from a page since reloaded or "
+                "closed; it runs to its end). This one starts as soon as a slot is free.",
+                pending=True,
+            )
+            yield await _problem_only(frames, problem, running=True) + [None]
+        await asyncio.sleep(0.25)
 
     session = (request.session_hash if request is not None else None) or "anonymous"
     req = EpisodeRequest(

@@ -48,3 +48,32 @@ def test_a_local_model_is_ready_only_once_loaded(tiny_vlm_dir, runtime_for):
     assert runtime.cached_backend(cfg) is None
     backend = runtime.backend(cfg)
     assert backend.loaded and runtime.cached_backend(cfg) is backend
+
+
+def test_episodes_beyond_the_limit_wait_for_a_slot_even_when_their_pages_are_gone(runtime_for):
+    import threading
+    import time
+
+    runtime = runtime_for(AppConfig(), max_episodes=1)
+    order, running = [], threading.Event()
+
+    def first():  # an episode whose page was reloaded: it holds its slot until it ends
+        with runtime.episode_slot(threading.Event()) as started:
+            order.append(("first", started))
+            running.set()
+            time.sleep(0.3)
+            order.append(("first done", True))
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    running.wait(5)
+    assert runtime.slots_busy()
+    with runtime.episode_slot(threading.Event()) as started:
+        order.append(("second", started))
+    thread.join()
+    assert order == [("first", True), ("first done", True), ("second", True)] and not runtime.slots_busy()
+    stopped = threading.Event()
+    with runtime.episode_slot(threading.Event()):
+        stopped.set()  # Stop pressed while waiting: it gives up without a slot
+        with runtime.episode_slot(stopped) as started:
+            assert started is False
