@@ -206,3 +206,32 @@ def test_an_eval_job_launched_from_the_tab_reports_accuracy_so_far(client, stack
     assert "Accuracy so far" in [a["text"] for a in json.loads(chart["plot"])["layout"]["annotations"]]
     choices = client.predict([], None, None, api_name="/compare_choices")[0]["choices"]
     assert any("eval from the train tab (eval, 2 episodes)" in c[0] for c in choices)
+
+
+def test_a_failed_job_shows_its_status_error_and_log(client, stack, tiny_vlm_dir, tmp_path):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{this is not json\n")
+    message, _ = client.predict(*sft_args(client, tiny_vlm_dir, broken, tmp_path / "o", 3), api_name="/train_launch")
+    job_id = int(message.split("job ")[1].split(".")[0])
+    row = wait_for(client, job_id, ("failed", "succeeded", "interrupted"), timeout_s=120)
+    header, _chart, log = client.predict(job_id, api_name="/train_select")
+    assert "failed" in row[3] and "Status **failed**" in header and "**Error:**" in header
+    assert "broken.jsonl" in header.replace("\\", "")  # the one-line reason names the file
+    assert "error: " in log  # and the log's tail has it with the traceback
+
+
+def test_a_locked_app_launches_for_its_admins_only(tmp_path_factory, tiny_vlm_dir, sft_data, tmp_path):
+    from tests.ui.stack import app_stack
+
+    extra = ["--lock-settings", "--admin", "alice"]
+    with app_stack(tmp_path_factory.mktemp("locked-train"), auth="alice:a,bob:b", extra=extra) as locked:
+        bob = Client(locked.url, auth=("bob", "b"), verbose=False)
+        message, _ = bob.predict(*sft_args(bob, tiny_vlm_dir, sft_data, tmp_path / "o", 3), api_name="/train_launch")
+        assert "**bob** is not an admin" in message and "read-only" in message
+        assert "not an admin" in bob.predict(api_name="/train_cancel")[0]
+        alice = Client(locked.url, auth=("alice", "a"), verbose=False)
+        args = sft_args(alice, tiny_vlm_dir, sft_data, tmp_path / "o", 3)
+        args[KEYS.index("sft.learning_rate")] = "-1"  # past the admin check, stopped by the form: nothing runs
+        message, _ = alice.predict(*args, api_name="/train_launch")
+        assert "learning rate must be above 0" in message
+        assert job_count(locked.db) == 0
