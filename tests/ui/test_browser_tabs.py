@@ -68,7 +68,7 @@ def test_train_then_compare_in_a_real_browser(stack, tiny_vlm_dir, tmp_path):
         with open_store(stack.db) as store:
             rollouts = store.create_run("grpo browser rollouts", "rollout")
             recorder = Recorder(store, run_kind="rollout", run_id=rollouts)
-            for event in synthetic_episode(question="Which rollout is this (browser)?"):
+            for event in synthetic_episode(question="Which rollout is this (grpo link)?"):
                 recorder(event)
             recorder.close()
             grpo = job_rows.create_job(store, "grpo", "grpo tiny -> runs/grpo-browser", {}, run_id=rollouts)
@@ -78,7 +78,7 @@ def test_train_then_compare_in_a_real_browser(stack, tiny_vlm_dir, tmp_path):
         expect(page.locator("#train-job")).to_contain_text(f"Job {grpo}", timeout=15_000)
         page.locator("#train-rollouts").click()
         expect(page.locator("#tr-count")).to_contain_text(re.compile(r"\b1 episodes? match"), timeout=15_000)
-        expect(page.locator("#tr-list")).to_contain_text("Which rollout is this (browser)?")
+        expect(page.locator("#tr-list")).to_contain_text("Which rollout is this (grpo link)?")
 
         # Compare: the two most recent eval runs are picked by default.
         with open_store(stack.db) as store:
