@@ -111,7 +111,7 @@ def test_a_launched_job_is_listed_with_who_launched_it_and_cancels(client, stack
     assert row[1] == "sft" and row[8] == "alice"
     out = client.predict(api_name="/train_cancel")  # the session's selected job is the one it launched
     assert f"job {job_id}" in out[0].lower()
-    row = wait_for(client, job_id, ("cancelled",), timeout_s=180)
+    row = wait_for(client, job_id, ("cancelled",), timeout_s=150)
     assert "cancelled" in row[3]
 
 
@@ -146,7 +146,7 @@ def test_a_job_started_outside_the_app_is_shown_and_cancelled_at_the_end_of_a_st
     shown = client.predict(job_id, api_name="/train_select")
     assert f"**Job {job_id}**" in shown[0]
     client.predict(api_name="/train_cancel")
-    row = wait_for(client, job_id, ("cancelled",), timeout_s=180)
+    row = wait_for(client, job_id, ("cancelled",), timeout_s=150)
     step = int(row[4].split("/")[0])
     assert 0 < step < 400
     header, chart, log = client.predict(job_id, api_name="/train_select")  # buttons carry no API value
