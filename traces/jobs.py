@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, insert, select, update
 
 from traces.errors import NotFoundError
 from traces.models import job_metrics, jobs
@@ -20,7 +20,9 @@ from traces.records import JobMetricRecord, JobRecord
 if TYPE_CHECKING:
     from traces.store import TraceStore
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+# `cancelling`: a cancel was asked for and the process has not reported its ending yet. It is what tells a job
+# that was cancelled (and died before it could say so) from one that was interrupted.
+JOB_STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled", "interrupted")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled", "interrupted")
 _UPDATABLE = {
     "status",
@@ -114,9 +116,15 @@ def _stamped(fields: dict[str, Any], now: float) -> dict[str, Any]:
 
 
 def update_job(store: TraceStore, job_id: int, **fields: Any) -> JobRecord:
-    """Change a job's status/progress/etc. Moving to running or a final status stamps started/finished times."""
+    """Change a job's status/progress/etc. Moving to running or a final status stamps started/finished times.
+
+    `running` never replaces `cancelling` or a final status: a process that reports it started after someone
+    cancelled it keeps the cancel on its row."""
     now = time.time()
     fields = _stamped(fields, now)
+    if fields.get("status") == "running":
+        keep = jobs.c.status.in_(("cancelling", *FINAL_STATUSES))
+        fields["status"] = case((keep, jobs.c.status), else_="running")
     with store.write() as conn:
         done = conn.execute(update(jobs).where(jobs.c.id == job_id).values(updated_at=now, **fields))
         if done.rowcount == 0:
@@ -135,6 +143,18 @@ def finish_job(store: TraceStore, job_id: int, status: str, *, error: str | None
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.status.not_in(FINAL_STATUSES))
             .values(status=status, error=error, finished_at=now, updated_at=now)
+        )
+        return done.rowcount > 0
+
+
+def request_cancel(store: TraceStore, job_id: int) -> bool:
+    """Record that a cancel was asked for (`cancelling`), unless the job already ended. Returns whether it changed."""
+    now = time.time()
+    with store.write() as conn:
+        done = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status.not_in(FINAL_STATUSES))
+            .values(status="cancelling", updated_at=now)
         )
         return done.rowcount > 0
 

@@ -223,6 +223,9 @@ def _refresh(store: TraceStore, job: JobRecord) -> JobRecord:
         return job
     if process_alive(job.pid):
         return job
+    if job.status == "cancelling":
+        job_rows.finish_job(store, job.id, "cancelled", error="cancelled; the process exited before reporting")
+        return job_rows.get_job(store, job.id)
     job_rows.mark_interrupted(
         store,
         job.id,
@@ -294,6 +297,7 @@ def cancel(store: TraceStore, job_id: int, *, grace_s: float = DEFAULT_GRACE_S, 
         job_rows.finish_job(store, job_id, "cancelled", error="cancelled before its process started")
         return job_rows.get_job(store, job_id)
     pid = job.pid
+    job_rows.request_cancel(store, job_id)
     _signal(pid, signal.SIGTERM)
 
     def escalate() -> None:

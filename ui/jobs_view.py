@@ -17,6 +17,7 @@ JOB_COLUMNS = ["id", "kind", "name", "status", "progress", "started", "elapsed",
 STATUS_MARKS = {
     "queued": "⏳ queued",
     "running": "▶ running",
+    "cancelling": "■ cancelling…",
     "succeeded": "✓ succeeded",
     "failed": "✗ failed",
     "cancelled": "■ cancelled",

@@ -15,6 +15,7 @@ from agent.judge import JudgeConfig
 from agent.loop import Budgets
 from agent.tools.config import ToolConfig
 from tests.training.helpers import write_sft_file
+from traces import jobs as job_rows
 from traces.store import open_store
 from training import runner
 from training.__main__ import build_parser, main
@@ -52,7 +53,7 @@ def jobs_env(tmp_path):
     store = open_store(db)
     yield store, LaunchSettings(db=str(db), log_dir=str(tmp_path / "logs"))
     for job in runner.list_jobs(store):  # never leave a training process behind
-        if job.status in ("queued", "running"):
+        if job.status in ("queued", "running", "cancelling"):
             runner.cancel(store, job.id, grace_s=5)
     store.close()
 
@@ -104,6 +105,30 @@ def test_a_job_whose_process_died_is_found_interrupted(tiny_vlm_dir, tmp_path, j
     job = runner.list_jobs(store)[0]
     assert job.id == job_id and job.status == "interrupted"
     assert "exited without reporting" in job.error
+
+
+def test_a_job_cancelled_while_it_starts_is_cancelled_not_interrupted(tiny_vlm_dir, tmp_path, jobs_env):
+    store, launch = jobs_env
+    job_id = runner.launch(
+        "sft", [long_sft(tiny_vlm_dir, write_sft_file(tmp_path), tmp_path / "out")], launch, store=store
+    )
+    # At once: the child is still importing, before its SIGTERM handler exists, so SIGTERM simply ends it.
+    job = runner.cancel(store, job_id, grace_s=30, wait=False)
+    assert job.status == "cancelling"
+    pid = job.pid
+    wait_for(lambda: not runner.process_alive(pid), 60, "the process to end")
+    job = runner.list_jobs(store)[0]  # a watcher (the Train tab) may see the dead process first
+    assert job.id == job_id and job.status == "cancelled"
+
+
+def test_a_process_reporting_it_runs_after_a_cancel_keeps_the_cancel(jobs_env):
+    store, _ = jobs_env
+    job_id = job_rows.create_job(store, "sft", "demo", {})
+    assert job_rows.request_cancel(store, job_id)
+    assert job_rows.update_job(store, job_id, status="running", step=1).status == "cancelling"
+    job_rows.finish_job(store, job_id, "cancelled")
+    assert job_rows.update_job(store, job_id, status="running").status == "cancelled"
+    assert not job_rows.request_cancel(store, job_id)
 
 
 def test_the_launch_command_rebuilds_the_same_settings(tmp_path):
