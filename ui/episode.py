@@ -14,6 +14,7 @@ without a thread hop per frame. Only the page coalesces: the worker reads the mo
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import threading
@@ -292,7 +293,7 @@ class EpisodeCrashed(RuntimeError):
 
 
 def _is_remote(gen: object) -> bool:
-    return not hasattr(gen, "gi_frame")  # a plain generator runs here; anything else is a proxy stream
+    return not inspect.isgenerator(gen)  # a plain generator runs here; anything else is a proxy stream
 
 
 def _record(record: Callable[[Event], None], event: Event) -> None:

@@ -270,6 +270,9 @@ def test_train_step_ranges_are_per_rollout_run(store):
     from traces.stats import train_step_ranges
 
     rollout, evaluation = store.create_run("rollouts", "rollout"), store.create_run("eval", "eval")
-    add(store, [episode_row(rollout, "k", train_step=s) for s in (3, 0, 7)] + [episode_row(evaluation, "k", train_step=None)])
+    add(
+        store,
+        [episode_row(rollout, "k", train_step=s) for s in (3, 0, 7)] + [episode_row(evaluation, "k", train_step=None)],
+    )
     assert train_step_ranges(store, [rollout, evaluation]) == {rollout: (0, 7)}
     assert train_step_ranges(store, []) == {}
