@@ -1,6 +1,12 @@
+import os
 from pathlib import Path
 
 import pytest
+
+# The tests never reach a model hub: say so before anything imports huggingface_hub or datasets, which read these
+# once at import. Without them a hub lookup waits for its network timeouts before it fails.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
