@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.flags import add_config_arguments, setting
+from agent.flags import add_config_arguments, check_bounds, setting
 from agent.loop import Budgets
 from agent.models.base import ModelBackend
 from agent.protocol import DIALECTS
@@ -43,8 +43,14 @@ class ModelConfig:
     max_pixels: int | None = setting(
         1280 * 28 * 28, "upper bound on image pixels after resizing; bounds vision tokens and memory"
     )
-    temperature: float = setting(0.0, "sampling temperature; 0 is greedy")
-    top_p: float = setting(1.0, "nucleus sampling: keep the smallest token set whose probability reaches this")
+    temperature: float = setting(0.0, "sampling temperature; 0 is greedy", low=0.0)
+    top_p: float = setting(
+        1.0,
+        "nucleus sampling: keep the smallest token set whose probability reaches this",
+        low=0.0,
+        high=1.0,
+        low_exclusive=True,
+    )
     dialect: str = setting(
         "deepmmsearch", "protocol dialect: the tags and prompts the model speaks", choices=sorted(DIALECTS)
     )
@@ -57,6 +63,7 @@ class ModelConfig:
             raise ValueError(f"unknown backend {self.backend!r}: choose transformers or openai")
         if self.dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {self.dialect!r}: choose one of {sorted(DIALECTS)}")
+        check_bounds(self)
         if self.adapter and self.backend != "transformers":
             raise ValueError(
                 "--adapter works with the transformers backend; a vLLM server loads adapters itself "

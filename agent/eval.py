@@ -32,7 +32,7 @@ from PIL import Image
 
 from agent.aio import run_sync
 from agent.events import EpisodeFinished, EpisodeStarted, EpisodeStatus, Event
-from agent.flags import setting
+from agent.flags import check_bounds, setting
 from agent.images import ImageError, load_image
 from agent.judge import Judge, Judgement
 from agent.loop import Budgets, run_episode
@@ -98,11 +98,13 @@ class EvalConfig:
         metavar="PATH|RUN|HF_ID",
     )
     split: str = setting("test", "split of a Hugging Face dataset")
-    limit: int | None = setting(None, "evaluate only the first N questions (after --data-source)")
+    limit: int | None = setting(None, "evaluate only the first N questions (after --data-source)", low=1)
     data_source: tuple[str, ...] = setting(
         (), "only questions whose data_source is this (repeatable)", metavar="SOURCE"
     )
-    concurrency: int | None = setting(None, "episodes in flight; default 16 for the openai backend, 1 for transformers")
+    concurrency: int | None = setting(
+        None, "episodes in flight; default 16 for the openai backend, 1 for transformers", low=1, high=1024
+    )
     db: str = setting(
         "runs/traces.db", "trace store the eval run is recorded in (path or SQLAlchemy URL)", env="TRACES_DB"
     )
@@ -110,7 +112,7 @@ class EvalConfig:
     report: str | None = setting(None, "write the report as one JSON object to this file")
     rejudge: bool = setting(False, "judge the run's stored answers again with this judge instead of running episodes")
     max_consecutive_failures: int = setting(
-        8, "stop when the model endpoint fails this many episodes in a row (finished ones are kept)"
+        8, "stop when the model endpoint fails this many episodes in a row (finished ones are kept)", low=1
     )
     progress: bool = setting(True, "show a progress bar on stderr")
     job_id: int | None = setting(
@@ -118,12 +120,7 @@ class EvalConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.limit is not None and self.limit < 0:
-            raise ValueError("--limit must be >= 0")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ValueError("--concurrency must be >= 1")
-        if self.max_consecutive_failures < 1:
-            raise ValueError("--max-consecutive-failures must be >= 1")
+        check_bounds(self)
 
 
 def default_concurrency(backend: ModelBackend, requested: int | None) -> int:

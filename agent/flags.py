@@ -6,6 +6,11 @@ flag's own spelling. `add_config_arguments` makes one flag per field; `config_fr
 with the precedence flag > environment variable > default. Unset flags stay None in the namespace, so a
 caller can tell "not given" from "given the default".
 
+A field may declare bounds (`low`, `high`, `low_exclusive`, and `sentinels` for values such as TRL's
+`max_steps=-1` that stand outside them); `check_bounds(config)`, called from each config's `__post_init__`,
+refuses a value outside them with a message naming the flag, so the command line, the app's forms and code
+that builds a config directly all get the same check.
+
 Types come from the field's annotation: `bool` becomes `--x/--no-x`, `tuple[T, ...]` a repeatable flag,
 `Literal[...]` (or `choices=`) a closed set, and `T | None` a flag of type T. argparse has no dataclass
 support of its own, and transformers' HfArgumentParser does not know environment variables or our groups.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -33,9 +39,26 @@ def setting(
     choices: Sequence[str] | None = None,
     flag: str | None = None,
     metavar: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    low_exclusive: bool = False,
+    sentinels: Sequence[float] = (),
 ) -> Any:
-    """A dataclass field with the metadata `add_config_arguments` reads. Tuples become default factories."""
-    meta = {"help": help, "env": env, "choices": tuple(choices) if choices else None, "flag": flag, "metavar": metavar}
+    """A dataclass field with the metadata `add_config_arguments` reads. Tuples become default factories.
+
+    `low`/`high` bound a number (inclusive; `low_exclusive` makes `low` itself invalid); `sentinels` are values
+    accepted outside the bounds because they mean something else (-1: "not set"). `check_bounds` enforces them."""
+    meta = {
+        "help": help,
+        "env": env,
+        "choices": tuple(choices) if choices else None,
+        "flag": flag,
+        "metavar": metavar,
+        "low": low,
+        "high": high,
+        "low_exclusive": low_exclusive,
+        "sentinels": tuple(sentinels),
+    }
     if isinstance(default, tuple | list | dict):
         frozen = tuple(default) if isinstance(default, list) else default
         return dataclasses.field(default_factory=lambda: frozen, metadata=meta)
@@ -52,6 +75,39 @@ def field_default(f: dataclasses.Field) -> Any:
 
 def flag_name(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _bound_problem(f: dataclasses.Field, value: Any) -> str | None:
+    """What is wrong with `value` against the field's bounds ("must be above 0, not -1"), or None.
+    None values (an optional field left unset), booleans and non-numbers are not bounded."""
+    meta = f.metadata
+    low, high = meta.get("low"), meta.get("high")
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if value in meta.get("sentinels", ()) or (low is None and high is None):
+        return None
+    if math.isnan(value):
+        return "must be a number, not nan"
+    also = "".join(f" or {_number(s)}" for s in meta.get("sentinels", ()))
+    if low is not None and (value <= low if meta.get("low_exclusive") else value < low):
+        word = "above" if meta.get("low_exclusive") else "at least"
+        return f"must be {word} {_number(low)}{also}, not {_number(value)}"
+    if high is not None and value > high:
+        return f"must be at most {_number(high)}{also}, not {_number(value)}"
+    return None
+
+
+def _number(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def check_bounds(config: object) -> None:
+    """Raise ValueError naming the flag ("--learning-rate must be above 0, not -1") for the first field of the
+    dataclass instance `config` whose value lies outside the bounds its `setting` declares."""
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        problem = _bound_problem(f, getattr(config, f.name))
+        if problem:
+            raise ValueError(f"{flag_name(f)} {problem}")
 
 
 def _field_type(cls: type, f: dataclasses.Field) -> tuple[Any, bool, tuple[Any, ...] | None]:
@@ -148,7 +204,7 @@ def config_from_args(
 
 
 def describe_config(cls: type) -> list[dict[str, Any]]:
-    """Each field's name, flag, default, help, env var and choices: for forms and docs built from a config."""
+    """Each field's name, flag, default, help, env var, choices and bounds: for forms and docs built from a config."""
     rows = []
     for f in dataclasses.fields(cls):
         if not f.init:
@@ -164,6 +220,10 @@ def describe_config(cls: type) -> list[dict[str, Any]]:
                 "help": f.metadata.get("help", ""),
                 "env": f.metadata.get("env"),
                 "choices": f.metadata.get("choices") or literal,
+                "low": f.metadata.get("low"),
+                "high": f.metadata.get("high"),
+                "low_exclusive": f.metadata.get("low_exclusive", False),
+                "sentinels": f.metadata.get("sentinels", ()),
             }
         )
     return rows

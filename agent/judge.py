@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.aio import background_loop, run_sync
-from agent.flags import setting
+from agent.flags import check_bounds, setting
 from agent.tools.http import HttpClient, HttpPolicy, ToolError, provider_message
 
 Verdict = Literal["correct", "incorrect", "unknown"]
@@ -91,9 +91,11 @@ class JudgeConfig:
     judge_cache: str = setting(
         "runs/judge_cache.db", "SQLite cache of LLM verdicts; empty = no cache", env="JUDGE_CACHE"
     )
-    judge_concurrency: int = setting(8, "judge requests in flight at once")
-    judge_timeout_s: float = setting(60.0, "seconds allowed per judge request attempt", flag="--judge-timeout")
-    judge_retries: int = setting(3, "retries on 429/5xx/timeouts/connection errors, with back-off")
+    judge_concurrency: int = setting(8, "judge requests in flight at once", low=1)
+    judge_timeout_s: float = setting(
+        60.0, "seconds allowed per judge request attempt", flag="--judge-timeout", low=0.0, low_exclusive=True
+    )
+    judge_retries: int = setting(3, "retries on 429/5xx/timeouts/connection errors, with back-off", low=0)
     judge_max_tokens: int = setting(512, "most tokens the judge may reply with (reasoning models need more)")
 
     @property
@@ -107,8 +109,7 @@ class JudgeConfig:
             raise ValueError(f"judge must be rule or llm, not {self.judge!r}")
         if self.judge_prompt not in ("eval", "reward"):
             raise ValueError(f"judge_prompt must be eval or reward, not {self.judge_prompt!r}")
-        if self.judge_concurrency < 1 or self.judge_timeout_s <= 0 or self.judge_retries < 0:
-            raise ValueError("need judge_concurrency >= 1, judge_timeout_s > 0 and judge_retries >= 0")
+        check_bounds(self)
         if self.kind == "llm" and not (self.judge_base_url and self.judge_model):
             raise ValueError(
                 "the llm judge needs --judge-base-url (or JUDGE_BASE_URL) and --judge-model (or JUDGE_MODEL); "

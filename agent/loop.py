@@ -47,7 +47,7 @@ from agent.events import (
     TurnStarted,
     image_sha256,
 )
-from agent.flags import setting
+from agent.flags import check_bounds, setting
 from agent.models.base import BackendError, Message, ModelBackend
 from agent.protocol import Dialect, get_dialect
 from agent.tools.base import Toolbox
@@ -57,19 +57,19 @@ from agent.tools.base import Toolbox
 class Budgets:
     """Limits of one episode (the rules are in this module's docstring). Flags via agent.flags ("budgets")."""
 
-    max_image_searches: int = setting(1, "image searches allowed per episode (the paper allows one)")
-    max_tool_calls: int = setting(10, "tool calls of any kind per episode; after the last, the model is told to answer")
-    max_response_tokens: int = setting(8192, "tokens the model may generate over the whole episode")
-    max_turns: int = setting(16, "assistant turns per episode")
-    max_turn_tokens: int = setting(2048, "tokens the model may generate in one turn")
-    max_format_retries: int = setting(2, "malformed turns the model may redo in an episode before it ends format_error")
+    max_image_searches: int = setting(1, "image searches allowed per episode (the paper allows one)", low=0)
+    max_tool_calls: int = setting(
+        10, "tool calls of any kind per episode; after the last, the model is told to answer", low=0
+    )
+    max_response_tokens: int = setting(8192, "tokens the model may generate over the whole episode", low=1)
+    max_turns: int = setting(16, "assistant turns per episode", low=1)
+    max_turn_tokens: int = setting(2048, "tokens the model may generate in one turn", low=1)
+    max_format_retries: int = setting(
+        2, "malformed turns the model may redo in an episode before it ends format_error", low=0
+    )
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            if getattr(self, f.name) < 0:
-                raise ValueError(f"budget {f.name} must be >= 0")
-        if self.max_turns < 1 or self.max_turn_tokens < 1:
-            raise ValueError("max_turns and max_turn_tokens must be >= 1")
+        check_bounds(self)
 
 
 class _Finish(Exception):

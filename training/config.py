@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.flags import setting
+from agent.flags import check_bounds, setting
 from agent.loop import Budgets
 from agent.protocol import DIALECTS
 
@@ -56,7 +56,10 @@ class LaunchSettings:
         None, "attach to this existing job row instead of creating one (set by the runner when it launches a job)"
     )
     num_processes: int = setting(
-        1, "training processes (GPUs); more than one launches through `accelerate launch` with --accelerate-config"
+        1,
+        "training processes (GPUs); more than one launches through `accelerate launch` with --accelerate-config",
+        low=1,
+        high=64,
     )
     accelerate_config: str = setting(
         "ddp",
@@ -67,8 +70,7 @@ class LaunchSettings:
     background: bool = setting(False, "launch the job in the background and return its id (see `jobs`, `cancel`)")
 
     def __post_init__(self) -> None:
-        if self.num_processes < 1:
-            raise ValueError("--num-processes must be at least 1")
+        check_bounds(self)
 
     def accelerate_config_path(self) -> Path:
         if self.accelerate_config in ACCELERATE_CONFIGS:
@@ -101,33 +103,36 @@ class SFTSettings:
         False, "trace store only: keep malformed turns and the correction prompt that followed them"
     )
     use_peft: bool = setting(True, "train LoRA adapters (paper); --no-use-peft fine-tunes every weight")
-    lora_r: int = setting(8, "LoRA rank")
-    lora_alpha: int = setting(16, "LoRA alpha (scale = alpha / r)")
-    lora_dropout: float = setting(0.05, "LoRA dropout")
+    lora_r: int = setting(8, "LoRA rank", low=1)
+    lora_alpha: int = setting(16, "LoRA alpha (scale = alpha / r)", low=1)
+    lora_dropout: float = setting(0.05, "LoRA dropout", low=0.0, high=1.0)
     lora_target_modules: str = setting(
         LM_LINEAR_LAYERS, "regex of the modules that get LoRA (default: every linear layer of the language model)"
     )
     freeze_vision: bool = setting(
         True, "full fine-tune only: keep the vision tower and projector frozen (LoRA never touches them)"
     )
-    num_train_epochs: float = setting(3.0, "epochs over the data")
-    max_steps: int = setting(-1, "stop after this many optimizer steps (-1: run the epochs)")
-    learning_rate: float = setting(1e-4, "peak learning rate")
+    num_train_epochs: float = setting(3.0, "epochs over the data", low=0.0, low_exclusive=True)
+    max_steps: int = setting(-1, "stop after this many optimizer steps (-1: run the epochs)", low=1, sentinels=(-1,))
+    learning_rate: float = setting(1e-4, "peak learning rate", low=0.0, low_exclusive=True)
     lr_scheduler_type: str = setting("cosine", "learning-rate schedule (any transformers scheduler name)")
-    warmup_steps: float = setting(0.1, "warm-up: a step count when >= 1, a share of training when < 1")
-    per_device_train_batch_size: int = setting(1, "episodes per batch on each device")
-    gradient_accumulation_steps: int = setting(8, "batches accumulated per optimizer step")
+    warmup_steps: float = setting(0.1, "warm-up: a step count when >= 1, a share of training when < 1", low=0.0)
+    per_device_train_batch_size: int = setting(1, "episodes per batch on each device", low=1)
+    gradient_accumulation_steps: int = setting(8, "batches accumulated per optimizer step", low=1)
     max_length: int = setting(
         16384,
         "longest tokenised episode (image tokens included); longer ones are truncated. TRL's default of 1024 "
         "would silently cut most multi-turn episodes",
+        low=1,
     )
     gradient_checkpointing: bool = setting(True, "recompute activations in the backward pass to save memory")
     bf16: bool | None = setting(None, "bfloat16 training (default: on when the GPU supports it, off on CPU)")
     max_pixels: int | None = setting(1280 * 28 * 28, "upper bound on image pixels after resizing (vision tokens)")
-    logging_steps: int = setting(1, "log metrics every N steps")
-    save_steps: int = setting(100, "save a checkpoint every N steps (a cancelled job also saves where it stopped)")
-    save_total_limit: int = setting(2, "checkpoints kept")
+    logging_steps: int = setting(1, "log metrics every N steps", low=1)
+    save_steps: int = setting(
+        100, "save a checkpoint every N steps (a cancelled job also saves where it stopped)", low=1
+    )
+    save_total_limit: int = setting(2, "checkpoints kept", low=1)
     merge: bool = setting(
         False, "also write OUTPUT/merged: the adapter folded into the base model, for the app or vLLM"
     )
@@ -138,8 +143,7 @@ class SFTSettings:
         for name in ("model", "data", "output_dir"):
             if not getattr(self, name):
                 raise ValueError(f"--{'output' if name == 'output_dir' else name} is required")
-        if self.lora_r < 1 or self.max_length < 1:
-            raise ValueError("--lora-r and --max-length must be positive")
+        check_bounds(self)
 
     def trl_args(self, **overrides: Any):
         """TRL's SFTConfig for these settings (CPU-safe: no bf16 and no accelerator device when there is no GPU)."""
@@ -187,25 +191,29 @@ class GRPOSettings:
         "name in the trace store (an imported question set)",
     )
     output_dir: str = setting("", "where checkpoints and the final adapter/model go", flag="--output")
-    limit: int | None = setting(None, "use only the first N questions")
-    num_generations: int = setting(8, "rollouts per question (the group advantages are computed over)")
-    learning_rate: float = setting(2e-6, "learning rate after warm-up")
-    warmup_steps: float = setting(45, "warm-up steps (a share of training when < 1)")
+    limit: int | None = setting(None, "use only the first N questions", low=1)
+    num_generations: int = setting(
+        8, "rollouts per question (the group advantages are computed over; at least 2 to compare)", low=2
+    )
+    learning_rate: float = setting(2e-6, "learning rate after warm-up", low=0.0, low_exclusive=True)
+    warmup_steps: float = setting(45, "warm-up steps (a share of training when < 1)", low=0.0)
     lr_scheduler_type: str = setting("constant_with_warmup", "learning-rate schedule")
-    epsilon: float = setting(0.2, "PPO clip range of the importance ratio")
-    beta: float = setting(0.001, "KL coefficient to the frozen reference (0 loads no reference)")
+    epsilon: float = setting(0.2, "PPO clip range of the importance ratio", low=0.0, low_exclusive=True)
+    beta: float = setting(0.001, "KL coefficient to the frozen reference (0 loads no reference)", low=0.0)
     scale_rewards: Literal["none", "group", "batch"] = setting(
         "none", "advantage scaling: none = reward minus the group mean (paper); group/batch divide by the std"
     )
     loss_type: str = setting("dapo", "loss aggregation over tokens (TRL's; the paper does not say)")
-    judge_weight: float = setting(0.9, "weight of the judge's 0/1 verdict in the reward")
-    format_weight: float = setting(0.1, "weight of the format check (every turn well-formed) in the reward")
-    per_device_train_batch_size: int = setting(8, "completions per device per step (a multiple of what fills groups)")
-    gradient_accumulation_steps: int = setting(1, "batches accumulated per optimizer step")
-    num_train_epochs: float = setting(1.0, "epochs over the questions")
-    max_steps: int = setting(-1, "stop after this many optimizer steps (-1: run the epochs)")
-    temperature: float = setting(1.0, "sampling temperature of the rollouts")
-    top_p: float = setting(1.0, "nucleus sampling of the rollouts")
+    judge_weight: float = setting(0.9, "weight of the judge's 0/1 verdict in the reward", low=0.0)
+    format_weight: float = setting(0.1, "weight of the format check (every turn well-formed) in the reward", low=0.0)
+    per_device_train_batch_size: int = setting(
+        8, "completions per device per step (a multiple of what fills groups)", low=1
+    )
+    gradient_accumulation_steps: int = setting(1, "batches accumulated per optimizer step", low=1)
+    num_train_epochs: float = setting(1.0, "epochs over the questions", low=0.0, low_exclusive=True)
+    max_steps: int = setting(-1, "stop after this many optimizer steps (-1: run the epochs)", low=1, sentinels=(-1,))
+    temperature: float = setting(1.0, "sampling temperature of the rollouts", low=0.0, low_exclusive=True)
+    top_p: float = setting(1.0, "nucleus sampling of the rollouts", low=0.0, high=1.0, low_exclusive=True)
     dialect: str = setting("deepmmsearch", "protocol dialect", choices=tuple(DIALECTS))
     prompts_file: str | None = setting(None, "TOML file overriding the dialect's prompts")
     vllm_server: str = setting(
@@ -221,16 +229,18 @@ class GRPOSettings:
     record_rollouts: bool = setting(True, "record every rollout episode in the trace store (run kind `rollout`)")
     run_name: str | None = setting(None, "name of the rollout run in the trace store (default from the job)")
     use_peft: bool = setting(True, "train LoRA adapters; --no-use-peft trains every weight (and loads a reference)")
-    lora_r: int = setting(8, "LoRA rank")
-    lora_alpha: int = setting(16, "LoRA alpha")
-    lora_dropout: float = setting(0.05, "LoRA dropout")
+    lora_r: int = setting(8, "LoRA rank", low=1)
+    lora_alpha: int = setting(16, "LoRA alpha", low=1)
+    lora_dropout: float = setting(0.05, "LoRA dropout", low=0.0, high=1.0)
     lora_target_modules: str = setting(LM_LINEAR_LAYERS, "regex of the modules that get LoRA")
     gradient_checkpointing: bool = setting(True, "recompute activations in the backward pass to save memory")
     bf16: bool | None = setting(None, "bfloat16 training (default: on when the GPU supports it, off on CPU)")
     max_pixels: int | None = setting(1280 * 28 * 28, "upper bound on image pixels after resizing (vision tokens)")
-    logging_steps: int = setting(1, "log metrics every N steps")
-    save_steps: int = setting(50, "save a checkpoint every N steps (a cancelled job also saves where it stopped)")
-    save_total_limit: int = setting(2, "checkpoints kept")
+    logging_steps: int = setting(1, "log metrics every N steps", low=1)
+    save_steps: int = setting(
+        50, "save a checkpoint every N steps (a cancelled job also saves where it stopped)", low=1
+    )
+    save_total_limit: int = setting(2, "checkpoints kept", low=1)
     merge: bool = setting(False, "also write OUTPUT/merged (LoRA folded into the model)")
     seed: int = setting(42, "random seed")
     report_to: str = setting("none", "also log to: none, trackio, wandb, tensorboard (metrics always go to the store)")
@@ -239,10 +249,9 @@ class GRPOSettings:
         for name in ("model", "data", "output_dir"):
             if not getattr(self, name):
                 raise ValueError(f"--{'output' if name == 'output_dir' else name} is required")
-        if self.num_generations < 2:
-            raise ValueError("--num-generations must be at least 2: advantages compare rollouts of one question")
-        if self.judge_weight < 0 or self.format_weight < 0 or self.judge_weight + self.format_weight == 0:
-            raise ValueError("reward weights must be >= 0 and not both 0")
+        check_bounds(self)
+        if self.judge_weight + self.format_weight == 0:
+            raise ValueError("--judge-weight and --format-weight must not both be 0: the reward would always be 0")
 
     @property
     def reward_weights(self) -> tuple[float, float]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.config import ModelConfig, add_episode_arguments
-from agent.flags import add_config_arguments, config_from_args, setting
+from agent.flags import add_config_arguments, check_bounds, config_from_args, setting
 from agent.loop import Budgets
 from agent.protocol import DIALECTS
 from agent.tools.config import ToolConfig
@@ -95,6 +95,7 @@ class AppConfig:
         "episodes running at once; default: 1 for a local model, 32 for --backend openai",
         flag="--max-concurrent-episodes",
         metavar="N",
+        low=1,
     )
     allow_large_cpu: bool = setting(False, "allow loading models of 3B+ parameters on a CPU")
     lock_settings: bool = setting(
@@ -134,8 +135,7 @@ class AppConfig:
         parse_auth(self.auth_text)  # a malformed login list fails at start-up, saying what to write
         if self.lock_settings and self.unlock_settings:
             raise ValueError("--lock-settings and --unlock-settings contradict each other: give one of them")
-        if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise ValueError("--max-concurrent-episodes must be at least 1")
+        check_bounds(self)
         if not self.crops_route.startswith("/") or not self.crops_route.strip("/"):
             raise ValueError(f"--crops-route must be a URL path such as /crops, not {self.crops_route!r}")
 

@@ -6,9 +6,10 @@ Every field comes from the config classes themselves (`agent.flags.describe_conf
 take them. Defaults are the paper's, because the classes' defaults are. A field a class gains later shows up
 in an "Other settings" group without a change here.
 
-Checks before anything starts (`check_request`): values that do not parse or are out of range, a missing model
-or data, a 7B-class model on a machine without a GPU (refused unless overridden, with the reason), and who may
-launch at all on a locked deployment (`may_launch`).
+Checks before anything starts: values that do not parse (here) and values the config classes refuse (their
+bounds and rules, the same as on the command line; the message names the flag) in `build_request`; a missing
+model or data, a 7B-class model on a machine without a GPU (refused unless overridden, with the reason) in
+`check_request`; and who may launch at all on a locked deployment (`may_launch`).
 """
 
 from __future__ import annotations
@@ -104,37 +105,6 @@ GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 OPEN_GROUPS = ("Model and data", "Question set", "Model under evaluation")
-# Lower (and upper) bounds the form enforces before launching; the classes check the rest.
-# By field name, or by "section.name" where one section differs (an eval may sample greedily, GRPO may not).
-RANGES: dict[str, tuple[float | None, float | None, bool]] = {  # name: (low, high, low is exclusive)
-    "learning_rate": (0.0, None, True),
-    "num_train_epochs": (0.0, None, True),
-    "warmup_steps": (0.0, None, False),
-    "per_device_train_batch_size": (1, None, False),
-    "gradient_accumulation_steps": (1, None, False),
-    "lora_r": (1, None, False),
-    "lora_alpha": (1, None, False),
-    "lora_dropout": (0.0, 1.0, False),
-    "max_length": (1, None, False),
-    "logging_steps": (1, None, False),
-    "save_steps": (1, None, False),
-    "save_total_limit": (1, None, False),
-    "num_generations": (2, None, False),
-    "epsilon": (0.0, None, True),
-    "beta": (0.0, None, False),
-    "grpo.temperature": (0.0, None, True),
-    "temperature": (0.0, None, False),
-    "top_p": (0.0, 1.0, True),
-    "num_processes": (1, 64, False),
-    "limit": (1, None, False),
-    "concurrency": (1, 1024, False),
-    "max_image_searches": (0, None, False),
-    "max_tool_calls": (0, None, False),
-    "max_response_tokens": (1, None, False),
-    "max_turns": (1, None, False),
-    "box_threshold": (0.0, 1.0, False),
-    "text_threshold": (0.0, 1.0, False),
-}
 DEFAULT_OVERRIDES = {("judge", "judge_prompt"): {"grpo": "reward", "eval": "eval"}}  # GRPO's reward judge
 
 
@@ -270,19 +240,6 @@ def _parse(f: FormField, raw: Any) -> Any:
     return text
 
 
-def _check_range(f: FormField, value: Any) -> None:
-    bounds = RANGES.get(f.key) or RANGES.get(f.name)
-    if bounds is None or value is None or f.type not in ("int", "float"):
-        return
-    low, high, exclusive = bounds
-    if f.name == "max_steps" and value == -1:
-        return
-    if low is not None and (value <= low if exclusive else value < low):
-        raise FormError(f"{f.label} must be {'above' if exclusive else 'at least'} {low:g}, not {value:g}")
-    if high is not None and value > high:
-        raise FormError(f"{f.label} must be at most {high:g}, not {value:g}")
-
-
 @dataclass(frozen=True)
 class JobRequest:
     """A checked form: the job's kind and the configs its command is built from."""
@@ -313,9 +270,7 @@ def build_request(
         for f in fields:
             if f.section != section:
                 continue
-            value = _parse(f, values.get(f.key, shown(f, f.default)))
-            _check_range(f, value)
-            kwargs[f.name] = value
+            kwargs[f.name] = _parse(f, values.get(f.key, shown(f, f.default)))
         if section == "launch":
             kwargs.update(db=db, log_dir=log_dir, background=True)
         if section == "eval":

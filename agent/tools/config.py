@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.flags import setting
+from agent.flags import check_bounds, setting
 from agent.tools.grounding import DEFAULT_MODEL, GroundingSettings
 from agent.tools.http import HttpPolicy
 
@@ -54,20 +54,24 @@ class ToolConfig:
         env="SUMMARISER_BASE_URL",
     )
     summariser_model: str = setting("", "model name the summariser endpoint serves", env="SUMMARISER_MODEL")
-    top_k: int = setting(5, "results used per search (the paper reads 5 pages)")
+    top_k: int = setting(5, "results used per search (the paper reads 5 pages)", low=1)
     candidates: int = setting(
         10, "results requested from the provider, so failed pages can be replaced by the next one"
     )
     fetch_pages: bool = setting(True, "fetch and read result pages (off: summarise provider snippets only)")
-    page_timeout_s: float = setting(8.0, "seconds allowed per page fetch, body included", flag="--page-timeout")
-    page_max_bytes: int = setting(3_000_000, "largest page body read, in bytes")
-    page_max_chars: int = setting(12_000, "page text kept per page, in characters")
-    api_timeout_s: float = setting(20.0, "seconds allowed per search API call attempt", flag="--api-timeout")
-    retries: int = setting(2, "retries on 429/5xx/connection errors (Retry-After honoured)")
-    max_retry_wait_s: float = setting(
-        10.0, "longest Retry-After we wait; longer ones fail at once", flag="--max-retry-wait"
+    page_timeout_s: float = setting(
+        8.0, "seconds allowed per page fetch, body included", flag="--page-timeout", low=0.0, low_exclusive=True
     )
-    max_redirects: int = setting(5, "redirects followed per request, each re-checked")
+    page_max_bytes: int = setting(3_000_000, "largest page body read, in bytes", low=1)
+    page_max_chars: int = setting(12_000, "page text kept per page, in characters")
+    api_timeout_s: float = setting(
+        20.0, "seconds allowed per search API call attempt", flag="--api-timeout", low=0.0, low_exclusive=True
+    )
+    retries: int = setting(2, "retries on 429/5xx/connection errors (Retry-After honoured)", low=0)
+    max_retry_wait_s: float = setting(
+        10.0, "longest Retry-After we wait; longer ones fail at once", flag="--max-retry-wait", low=0.0
+    )
+    max_redirects: int = setting(5, "redirects followed per request, each re-checked", low=0)
     rate_limit_per_s: float = setting(
         5.0, "requests per second per search provider (0 = unlimited)", flag="--rate-limit"
     )
@@ -113,12 +117,12 @@ class ToolConfig:
         DEFAULT_MODEL, "Grounding DINO hub id or local folder ('off' disables region search)", env="GROUNDING_MODEL"
     )
     grounding_device: str = setting("auto", "device for Grounding DINO: auto, cpu, cuda, cuda:N")
-    box_threshold: float = setting(0.35, "Grounding DINO box score threshold")
-    text_threshold: float = setting(0.25, "Grounding DINO text score threshold")
-    crop_padding: float = setting(0.1, "padding added on each side of the box, as a fraction of its size")
-    crop_min_size: int = setting(32, "smallest crop side in pixels (smaller boxes grow around their centre)")
+    box_threshold: float = setting(0.35, "Grounding DINO box score threshold", low=0.0, high=1.0)
+    text_threshold: float = setting(0.25, "Grounding DINO text score threshold", low=0.0, high=1.0)
+    crop_padding: float = setting(0.1, "padding added on each side of the box, as a fraction of its size", low=0.0)
+    crop_min_size: int = setting(32, "smallest crop side in pixels (smaller boxes grow around their centre)", low=1)
     grounding_cpu_size: int = setting(
-        400, "short side (px) images are resized to for Grounding DINO on CPU (the model's default is 800)"
+        400, "short side (px) images are resized to for Grounding DINO on CPU (the model's default is 800)", low=32
     )
 
     def __post_init__(self) -> None:
@@ -129,8 +133,9 @@ class ToolConfig:
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
-        if self.top_k < 1 or self.candidates < self.top_k:
-            raise ValueError("need 1 <= top_k <= candidates")
+        check_bounds(self)
+        if self.candidates < self.top_k:
+            raise ValueError(f"--candidates ({self.candidates}) must be at least --top-k ({self.top_k})")
         # Fail at start-up on bad limits and networks rather than at the first call.
         self.page_policy()
         self.api_policy()

@@ -64,5 +64,5 @@ def test_openai_base_url_is_read_when_no_flag_is_given():
 def test_bad_values_are_refused_with_a_clear_message():
     with pytest.raises(SystemExit):
         parse(["--backend", "tgi"])
-    with pytest.raises(ValueError, match="must be >= 0"):
+    with pytest.raises(ValueError, match="--max-tool-calls must be at least 0, not -1"):
         config_from_args(Budgets, parse(["--max-tool-calls", "-1"]), environ={})

@@ -316,7 +316,10 @@ def _judged(db: Path) -> bool:
         return False
 
 
-@pytest.mark.parametrize("flag", ["--concurrency", "--limit"])
-def test_bad_numbers_are_refused(tmp_path, capsys, flag):
-    assert main(["eval", "--data", "x.parquet", flag, "-1", "--db", str(tmp_path / "t.db")]) == 2
-    assert flag in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--concurrency", "-1"), ("--concurrency", "0"), ("--concurrency", "2000"), ("--limit", "-1"), ("--limit", "0")],
+)
+def test_bad_numbers_are_refused(tmp_path, capsys, flag, value):
+    assert main(["eval", "--data", "x.parquet", flag, value, "--db", str(tmp_path / "t.db")]) == 2
+    assert f"error: {flag} must be at" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from agent.flags import add_config_arguments, config_from_args, describe_config, setting
+from agent.flags import add_config_arguments, check_bounds, config_from_args, describe_config, setting
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,58 @@ def test_describe_config_lists_every_field_for_forms():
     assert rows["mode"]["choices"] == ("fast", "slow")
     assert rows["networks"]["repeatable"] and rows["device"]["type"] == "str"
     assert rows["rate"]["env"] == "DEMO_RATE" and rows["steps"]["default"] == 3
+
+
+@dataclass(frozen=True)
+class Bounded:
+    rate: float = setting(0.1, "a learning rate", low=0.0, low_exclusive=True)
+    share: float = setting(0.5, "a share", low=0.0, high=1.0)
+    workers: int = setting(4, "workers", low=1, high=64, flag="--jobs")
+    steps: int = setting(-1, "steps (-1: until done)", low=1, sentinels=(-1,))
+    limit: int | None = setting(None, "an optional limit", low=1)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"rate": 0.0}, "--rate must be above 0, not 0"),
+        ({"rate": -1.0}, "--rate must be above 0, not -1"),
+        ({"share": -0.5}, "--share must be at least 0, not -0.5"),
+        ({"share": 1.5}, "--share must be at most 1, not 1.5"),
+        ({"workers": 0}, "--jobs must be at least 1, not 0"),
+        ({"workers": 65}, "--jobs must be at most 64, not 65"),
+        ({"steps": 0}, "--steps must be at least 1 or -1, not 0"),
+        ({"steps": -2}, "--steps must be at least 1 or -1, not -2"),
+        ({"limit": 0}, "--limit must be at least 1, not 0"),
+        ({"rate": float("nan")}, "--rate must be a number, not nan"),
+    ],
+)
+def test_values_outside_a_fields_bounds_are_refused_naming_the_flag(values, message):
+    with pytest.raises(ValueError) as caught:
+        Bounded(**values)
+    assert str(caught.value) == message
+
+
+def test_bounds_are_inclusive_unless_exclusive_and_sentinels_and_none_pass():
+    assert Bounded(share=0.0).share == 0.0 and Bounded(share=1.0).share == 1.0
+    assert Bounded(workers=1).workers == 1 and Bounded(workers=64).workers == 64
+    assert Bounded(steps=-1).steps == -1 and Bounded(steps=1).steps == 1
+    assert Bounded(limit=None).limit is None and Bounded(rate=1e-9).rate == 1e-9
+
+
+def test_flags_and_environment_values_are_checked_against_the_bounds():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, Bounded)
+    with pytest.raises(ValueError, match="--jobs must be at most 64, not 100"):
+        config_from_args(Bounded, parser.parse_args(["--jobs", "100"]), environ={})
+
+
+def test_describe_config_lists_the_bounds():
+    rows = {r["name"]: r for r in describe_config(Bounded)}
+    assert (rows["rate"]["low"], rows["rate"]["high"], rows["rate"]["low_exclusive"]) == (0.0, None, True)
+    assert (rows["share"]["low"], rows["share"]["high"], rows["share"]["low_exclusive"]) == (0.0, 1.0, False)
+    assert rows["steps"]["sentinels"] == (-1,) and rows["limit"]["low"] == 1
+    assert rows["steps"]["low"] == 1 and rows["rate"]["sentinels"] == ()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from agent.flags import config_from_args
 from agent.judge import JudgeConfig
 from agent.loop import Budgets
 from agent.tools.config import ToolConfig
+from tests.conftest import REPO
 from tests.training.helpers import write_sft_file
 from traces import jobs as job_rows
 from traces.store import open_store
@@ -194,6 +197,13 @@ def test_the_cli_trains_lists_and_reports(tiny_vlm_dir, tmp_path, capsys):
 def test_bad_flags_are_one_line_errors(capsys):
     assert main(["sft", "--data", "x.jsonl", "--output", "o"]) == 2
     assert "--model is required" in capsys.readouterr().err
+
+
+def test_an_out_of_range_value_on_the_command_line_is_a_one_line_error():
+    argv = ["sft", "--model", "m", "--data", "d.jsonl", "--output", "o", "--learning-rate", "-1"]
+    done = subprocess.run([sys.executable, "-m", "training", *argv], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == ["error: --learning-rate must be above 0, not -1"]
 
 
 def test_flags_use_trl_names():

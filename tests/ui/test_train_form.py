@@ -113,12 +113,12 @@ def test_eval_preview_is_an_agent_eval_line_into_the_apps_store():
     [
         ({"sft__model": ""}, "--model is required"),
         ({"sft__learning_rate": "fast"}, "learning rate: 'fast' is not a number"),
-        ({"sft__learning_rate": "0"}, "learning rate must be above 0"),
-        ({"sft__lora_dropout": "1.5"}, "lora dropout must be at most 1"),
+        ({"sft__learning_rate": "0"}, "--learning-rate must be above 0, not 0"),
+        ({"sft__lora_dropout": "1.5"}, "--lora-dropout must be at most 1, not 1.5"),
         ({"sft__max_steps": "2.5"}, "max steps: '2.5' is not a whole number"),
-        ({"sft__per_device_train_batch_size": "0"}, "must be at least 1"),
+        ({"sft__per_device_train_batch_size": "0"}, "--per-device-train-batch-size must be at least 1"),
         ({"sft__runs": "1, two"}, "comma-separated list of int"),
-        ({"launch__num_processes": "0"}, "num processes must be at least 1"),
+        ({"launch__num_processes": "0"}, "--num-processes must be at least 1"),
     ],
 )
 def test_out_of_range_or_unreadable_settings_are_refused_with_a_message(model_and_data, change, message):
