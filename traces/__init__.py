@@ -33,7 +33,6 @@ from traces.records import (
     LabelSet,
     Page,
     RunRecord,
-    RunStats,
     ToolCallRecord,
     TurnRecord,
 )
@@ -54,7 +53,6 @@ __all__ = [
     "Page",
     "Recorder",
     "RunRecord",
-    "RunStats",
     "SchemaTooNewError",
     "StoreError",
     "ToolCallRecord",

@@ -1,4 +1,4 @@
-"""Read side: filtered episode lists with keyset pagination, whole episodes, runs and per-run aggregates.
+"""Read side: filtered episode lists with keyset pagination, whole episodes and runs (run statistics: traces.stats).
 
 Every function takes the store and returns the typed records of `traces.records`. The list query reads only the
 `episodes` table (its counters are kept by the recorder and importers), ordered by (started_at, id) so that a
@@ -7,13 +7,11 @@ page is an index range scan whatever the table size; the cursor is the last row'
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, literal_column, select, text, tuple_
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, literal_column, select, text, tuple_
 
 from traces.errors import AmbiguousIdError, NotFoundError
 from traces.models import annotations, episodes, events, images, runs, tool_calls, turns
@@ -22,7 +20,6 @@ from traces.records import (
     EpisodeSummary,
     Page,
     RunRecord,
-    RunStats,
     ToolCallRecord,
     TurnRecord,
 )
@@ -426,85 +423,4 @@ def _tool_call(c: Any) -> ToolCallRecord:
         grounding_fallback=bool(c.grounding_fallback),
         grounding_score=c.grounding_score,
         grounding_note=c.grounding_note,
-    )
-
-
-def _share(part: Any, whole: int) -> float | None:
-    return float(part or 0) / whole if whole else None
-
-
-def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return float(sorted_values[rank - 1])
-
-
-def run_stats(store: TraceStore, run_id: int | None = None) -> RunStats:
-    """Aggregates over a run's episodes (all runs when run_id is None).
-
-    Tool-use shares, format and latency are over finished episodes (not running, pending or interrupted);
-    accuracy over episodes with a verdict.
-    """
-    e = episodes.c
-    scope = [e.run_id == run_id] if run_id is not None else []
-    finished = e.status.in_(("answered", "budget_exhausted", "format_error", "cancelled", "error"))
-
-    def count_if(cond: ColumnElement[bool]) -> Any:
-        return func.sum(case((cond, 1), else_=0))
-
-    agg = select(
-        func.count().label("episodes"),
-        count_if(finished).label("finished"),
-        count_if(e.correct.is_not(None)).label("judged"),
-        count_if(e.correct.is_(True)).label("judged_correct"),
-        count_if(e.human_correct.is_not(None)).label("human_judged"),
-        count_if(e.human_correct.is_(True)).label("human_correct"),
-        count_if(and_(finished, e.n_tool_calls > 0)).label("tool"),
-        count_if(and_(finished, e.n_text > 0)).label("text"),
-        count_if(and_(finished, e.n_whole > 0)).label("whole"),
-        count_if(and_(finished, e.n_crop > 0)).label("crop"),
-        count_if(and_(finished, e.self_corrected.is_(True))).label("selfcorr"),
-        count_if(and_(finished, e.format_ok.is_(True))).label("fmt"),
-        func.avg(case((finished, e.n_tool_calls))).label("calls"),
-        func.avg(case((finished, e.n_turns))).label("turns"),
-        func.avg(case((finished, e.response_tokens))).label("tokens"),
-    ).where(*scope)
-    with store.read() as conn:
-        a = conn.execute(agg).one()
-        status_counts = {
-            s: int(n) for s, n in conn.execute(select(e.status, func.count()).where(*scope).group_by(e.status))
-        }
-        latencies = sorted(
-            float(v) for (v,) in conn.execute(select(e.elapsed_s).where(*scope, finished, e.elapsed_s.is_not(None)))
-        )
-        name = "all runs"
-        if run_id is not None:
-            name_row = conn.execute(select(runs.c.name).where(runs.c.id == run_id)).first()
-            if name_row is None:
-                raise NotFoundError(f"no run {run_id}")
-            name = name_row.name
-    fin = int(a.finished or 0)
-    return RunStats(
-        run_id=run_id,
-        name=name,
-        episodes=int(a.episodes or 0),
-        finished=fin,
-        status_counts=status_counts,
-        judged=int(a.judged or 0),
-        judge_accuracy=_share(a.judged_correct, int(a.judged or 0)),
-        human_judged=int(a.human_judged or 0),
-        human_accuracy=_share(a.human_correct, int(a.human_judged or 0)),
-        tool_use_share=_share(a.tool, fin),
-        text_search_share=_share(a.text, fin),
-        whole_image_share=_share(a.whole, fin),
-        crop_share=_share(a.crop, fin),
-        self_correction_share=_share(a.selfcorr, fin),
-        format_ok_share=_share(a.fmt, fin),
-        mean_tool_calls=float(a.calls) if a.calls is not None else None,
-        mean_turns=float(a.turns) if a.turns is not None else None,
-        mean_response_tokens=float(a.tokens) if a.tokens is not None else None,
-        latency_p50_s=_percentile(latencies, 50),
-        latency_p95_s=_percentile(latencies, 95),
     )

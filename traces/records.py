@@ -148,30 +148,6 @@ class EpisodeDetail:
 
 
 @dataclass(frozen=True)
-class RunStats:
-    run_id: int | None  # None: all runs together
-    name: str
-    episodes: int
-    finished: int
-    status_counts: dict[str, int]
-    judged: int
-    judge_accuracy: float | None
-    human_judged: int
-    human_accuracy: float | None
-    tool_use_share: float | None  # share of finished episodes with at least one tool call
-    text_search_share: float | None
-    whole_image_share: float | None
-    crop_share: float | None
-    self_correction_share: float | None  # a text search after an earlier text search, with a new query
-    format_ok_share: float | None
-    mean_tool_calls: float | None
-    mean_turns: float | None
-    mean_response_tokens: float | None
-    latency_p50_s: float | None
-    latency_p95_s: float | None
-
-
-@dataclass(frozen=True)
 class LabelSet:
     name: str
     labels: tuple[str, ...]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
@@ -29,6 +30,9 @@ from agent.events import (
 )
 from agent.models.base import Delta
 from agent.tools.base import Grounding, Toolbox
+from traces import Recorder
+from traces.annotations import annotate
+from traces.verdicts import set_verdict
 
 
 def make_image(seed: int = 0, size: tuple[int, int] = (96, 64)) -> Image.Image:
@@ -181,3 +185,95 @@ def synthetic_episode(
     ]
     events.append(EpisodeFinished(eid, "answered", "Gustave Eiffel", turns, turns - 1, 12 * (turns - 1) + 8, 0.5, True))
     return events
+
+
+def direct_episode(eid: str, question: str = "What is this?", answer: str = "A cat") -> list:
+    """An episode answered in one turn, without a tool."""
+    events = synthetic_episode(eid, turns=1, question=question)
+    events[-3] = dataclasses.replace(events[-3], argument=answer)
+    return [dataclasses.replace(e, final_answer=answer) if e.type == "episode_finished" else e for e in events]
+
+
+def text_only_episode(eid: str, n: int, question: str = "Which year was it built?") -> list:
+    """`n` text searches, each with a new query, then the answer."""
+    start, *rest = synthetic_episode(eid, turns=1, question=question)
+    events = [start]
+    for t in range(n):
+        arg = f"built year query {t}"
+        events += [
+            TurnStarted(eid, t),
+            ActionParsed(
+                eid,
+                t,
+                "text_search",
+                arg,
+                "r",
+                f"<reason>r</reason><text_search>{arg}</text_search>",
+                True,
+                None,
+                5,
+                0.1,
+            ),
+            ToolStarted(eid, t, t, "text_search", arg, "fake"),
+            ToolFinished(eid, t, t, "text_search", arg, ToolResult("fake", summary="1889"), "1889"),
+        ]
+    events += [
+        TurnStarted(eid, n),
+        ActionParsed(eid, n, "answer", "1889", "r", "<reason>r</reason><answer>1889</answer>", True, None, 5, 0.1),
+    ]
+    events.append(EpisodeFinished(eid, "answered", "1889", n + 1, n, 20, 2.0 + n, True))
+    return events
+
+
+def whole_image_episode(eid: str) -> list:
+    """One whole-image search, then the answer."""
+    start = synthetic_episode(eid, turns=1)[0]
+    return [
+        dataclasses.replace(start, question="Where was this photo taken?"),
+        TurnStarted(eid, 0),
+        ActionParsed(
+            eid,
+            0,
+            "image_search_whole",
+            "<img>",
+            "r",
+            "<reason>r</reason><img_search><img></img_search>",
+            True,
+            None,
+            5,
+            0.1,
+        ),
+        ToolStarted(eid, 0, 0, "image_search_whole", "<img>", "fake"),
+        ToolFinished(eid, 0, 0, "image_search_whole", "<img>", ToolResult("fake", summary="Paris"), "Paris"),
+        TurnStarted(eid, 1),
+        ActionParsed(eid, 1, "answer", "Paris", "r", "<reason>r</reason><answer>Paris</answer>", True, None, 5, 0.1),
+        EpisodeFinished(eid, "answered", "Paris", 2, 1, 10, 1.0, True),
+    ]
+
+
+def populate_two_runs(store):
+    """Run "a" (eval): direct, text1, text3, whole, mixed (crop + text searches); text1 judged correct, text3
+    incorrect, direct annotated correct. Run "b" (demo): "other" (another model and dialect, so a run of its own)
+    and "running" (stopped at its crop search)."""
+    rec = Recorder(store, run_kind="eval", run_name="a")
+    for events in (
+        direct_episode("direct"),
+        text_only_episode("text1", 1),
+        text_only_episode("text3", 3),
+        whole_image_episode("whole"),
+        synthetic_episode("mixed", turns=3),
+    ):
+        for e in events:
+            rec(e)
+    other = Recorder(store, run_kind="demo", run_name="b")
+    for e in [
+        dataclasses.replace(ev, dialect="mmsearch-r1", model="other-model") if ev.type == "episode_started" else ev
+        for ev in direct_episode("other", "Who painted this?", "Monet")
+    ]:
+        other(e)
+    for e in synthetic_episode("running", turns=3)[:6]:  # up to the crop ToolStarted
+        other(e)
+    set_verdict(store, "text1", True, judge="llm")
+    set_verdict(store, "text3", False, judge="llm")
+    annotate(store, "direct", "ana", correct=True, approved=True)
+    return store

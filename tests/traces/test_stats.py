@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import insert
 
 from traces.models import episodes
+from traces.queries import load_episode
 from traces.stats import (
     bootstrap_ci,
     compare_runs,
@@ -18,6 +19,8 @@ from traces.stats import (
     report_dict,
     run_report,
 )
+
+from .helpers import populate_two_runs
 
 
 def episode_row(run_id: int, key: str, *, verdict: str | None = "correct", status: str = "answered", **values):
@@ -111,6 +114,22 @@ def test_report_counts_accuracy_sources_and_tool_usage(store):
     assert set(data["tool_usage"]) == set(r.tool_usage)
     table = format_report(r)
     assert "50.0%" in table and "crop search" in table and "rule (rule-v1)" in table
+
+
+def test_a_report_over_recorded_episodes_counts_what_the_recorder_judges_and_annotators_wrote(store):
+    populate_two_runs(store)
+    run_a = load_episode(store, "direct").summary.run_id
+    r = run_report(store, run_a)
+    assert (r.n, r.completed, r.status_counts) == (5, 5, {"answered": 5})
+    assert (r.judged, r.correct, r.accuracy) == (2, 1, 0.5)  # text1 right, text3 wrong (set_verdict)
+    assert (r.human_judged, r.human_accuracy) == (1, 1.0)  # "direct", annotated correct
+    assert r.any_tool_share == pytest.approx(4 / 5)
+    assert r.tool_usage_counts["answered_directly"] == 1 and r.tool_usage_counts["text_search_only"] == 2
+    assert r.tool_usage_counts["whole_image_search"] == 1 and r.tool_usage_counts["crop_search"] == 1
+    assert r.tool_usage_counts["self_correction"] == 1  # only text3 refines an earlier text query
+    assert r.latency_p95_s == pytest.approx(5.0)  # text3's 5 s, nearest rank over five episodes
+    running = run_report(store, load_episode(store, "running").summary.run_id)
+    assert (running.n, running.completed, running.status_counts) == (1, 0, {"running": 1})
 
 
 def test_report_of_an_empty_run_has_no_accuracy(store):
