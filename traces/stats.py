@@ -285,11 +285,13 @@ def report_dict(report: RunReport) -> dict[str, Any]:
     return data
 
 
-def _pct(x: float | None) -> str:
+def percent(x: float | None) -> str:
+    """A share as a percentage with one decimal ("42.5%"), "-" when there is none: reports, tables, the Compare tab."""
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def _num(x: float | None, fmt: str = ".1f") -> str:
+def number(x: float | None, fmt: str = ".1f") -> str:
+    """A mean or a latency in `fmt`, "-" when there is none."""
     return "-" if x is None else format(x, fmt)
 
 
@@ -308,10 +310,10 @@ def judge_label(judge: dict[str, Any]) -> str:
 
 def format_report(report: RunReport) -> str:
     """The table printed at the end of an eval and by `python -m traces stats --run ID`."""
-    ci = f" [95% CI {_pct(report.ci95[0])} - {_pct(report.ci95[1])}]" if report.ci95 else ""
+    ci = f" [95% CI {percent(report.ci95[0])} - {percent(report.ci95[1])}]" if report.ci95 else ""
     lines = [
         f"run {report.run_id} {report.run_name!r} ({report.kind}, {report.model or '-'})",
-        f"  accuracy     {_pct(report.accuracy)}{ci}: {report.correct} correct of {report.judged} judged",
+        f"  accuracy     {percent(report.accuracy)}{ci}: {report.correct} correct of {report.judged} judged",
         f"  episodes     {report.n}: {report.completed} completed, {report.unknown} unknown verdicts, "
         f"{report.unjudged} not judged, {report.errors} errors",
         "  statuses     " + ", ".join(f"{k} {v}" for k, v in sorted(report.status_counts.items())),
@@ -322,18 +324,18 @@ def format_report(report: RunReport) -> str:
         width = max(len(s or "(none)") for s in report.by_source)
         for name, s in report.by_source.items():
             lines.append(
-                f"    {(name or '(none)'):{width}}  {_pct(s.accuracy):>6}  {s.correct}/{s.judged} judged, n {s.n}"
+                f"    {(name or '(none)'):{width}}  {percent(s.accuracy):>6}  {s.correct}/{s.judged} judged, n {s.n}"
             )
     lines.append(f"  tool use     (share of {report.completed} completed episodes; categories overlap)")
     for key, label in TOOL_USAGE_LABELS.items():
-        lines.append(f"    {label:24} {_pct(report.tool_usage[key]):>6}  ({report.tool_usage_counts[key]})")
+        lines.append(f"    {label:24} {percent(report.tool_usage[key]):>6}  ({report.tool_usage_counts[key]})")
     lines.append(
-        f"  means        turns {_num(report.mean_turns)}, tool calls {_num(report.mean_tool_calls)}, "
-        f"tokens {_num(report.mean_response_tokens, '.0f')}, latency {_num(report.mean_latency_s, '.2f')} s "
-        f"(p50 {_num(report.latency_p50_s, '.2f')}, p95 {_num(report.latency_p95_s, '.2f')})"
+        f"  means        turns {number(report.mean_turns)}, tool calls {number(report.mean_tool_calls)}, "
+        f"tokens {number(report.mean_response_tokens, '.0f')}, latency {number(report.mean_latency_s, '.2f')} s "
+        f"(p50 {number(report.latency_p50_s, '.2f')}, p95 {number(report.latency_p95_s, '.2f')})"
     )
     if report.human_judged:
-        lines.append(f"  annotators   {_pct(report.human_accuracy)} correct of {report.human_judged} reviewed")
+        lines.append(f"  annotators   {percent(report.human_accuracy)} correct of {report.human_judged} reviewed")
     return "\n".join(lines)
 
 
@@ -354,12 +356,12 @@ def runs_table(reports: Sequence[RunReport]) -> str:
         f"{usage} {'turns':>5} {'calls':>5} {'tok':>6} {'lat s':>6} {'human':>6}"
     ]
     for r in reports:
-        shares = " ".join(f"{_pct(r.tool_usage[key]):>7}" for key in short)
+        shares = " ".join(f"{percent(r.tool_usage[key]):>7}" for key in short)
         lines.append(
             f"{r.run_id:>4} {r.kind[:9]:9} {r.run_name[:28]:28} {(r.model or '-')[-24:]:24} {r.n:>6} "
-            f"{_pct(r.accuracy):>6} {r.judged:>6} {r.unknown:>4} {r.errors:>4} {shares} {_num(r.mean_turns):>5} "
-            f"{_num(r.mean_tool_calls):>5} {_num(r.mean_response_tokens, '.0f'):>6} {_num(r.mean_latency_s):>6} "
-            f"{_pct(r.human_accuracy):>6}"
+            f"{percent(r.accuracy):>6} {r.judged:>6} {r.unknown:>4} {r.errors:>4} {shares} {number(r.mean_turns):>5} "
+            f"{number(r.mean_tool_calls):>5} {number(r.mean_response_tokens, '.0f'):>6} {number(r.mean_latency_s):>6} "
+            f"{percent(r.human_accuracy):>6}"
         )
         lines.append(f"{'':4} statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(r.status_counts.items())))
     return "\n".join(lines)
@@ -532,7 +534,7 @@ def format_comparison(c: PairedComparison, *, show_flips: int = 20) -> str:
     lines = [
         f"A: run {c.run_a} {c.name_a!r}   B: run {c.run_b} {c.name_b!r}",
         f"  questions     {c.shared} in both (A only {c.only_a}, B only {c.only_b}); {c.paired} judged in both",
-        f"  accuracy      A {_pct(c.accuracy_a)}   B {_pct(c.accuracy_b)}   B - A {diff}",
+        f"  accuracy      A {percent(c.accuracy_a)}   B {percent(c.accuracy_b)}   B - A {diff}",
         f"  pairs         both correct {c.both_correct}, both wrong {c.both_incorrect}, "
         f"A right only {c.a_only_correct}, B right only {c.b_only_correct}",
         f"  McNemar       exact p = {c.p_value:.4g}",

@@ -27,7 +27,9 @@ from traces.stats import (
     RunReport,
     compare_runs,
     judge_label,
+    number,
     paired_questions,
+    percent,
     run_report,
     train_step_ranges,
 )
@@ -182,18 +184,10 @@ def per_question_csv(store: TraceStore, pair: PairedComparison) -> str:
 # ---- rendering -------------------------------------------------------------------------------------------------
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def _num(x: float | None, fmt: str = ".2f") -> str:
-    return "-" if x is None else format(x, fmt)
-
-
 def summary_rows(reports: Sequence[RunReport]) -> list[list[str | int]]:
     rows = []
     for r in reports:
-        ci = f" [{_pct(r.ci95[0])} - {_pct(r.ci95[1])}]" if r.ci95 else ""
+        ci = f" [{percent(r.ci95[0])} - {percent(r.ci95[1])}]" if r.ci95 else ""
         rows.append(
             [
                 run_label(r),
@@ -201,14 +195,14 @@ def summary_rows(reports: Sequence[RunReport]) -> list[list[str | int]]:
                 r.model or "-",
                 r.n,
                 r.judged,
-                _pct(r.accuracy) + ci,
+                percent(r.accuracy) + ci,
                 r.unknown,
                 r.errors,
-                _pct(r.tool_usage.get("crop_search")),
-                _num(r.mean_text_searches),
-                _num(r.mean_turns),
-                _num(r.mean_response_tokens, ".0f"),
-                f"{_num(r.latency_p50_s)} / {_num(r.latency_p95_s)}",
+                percent(r.tool_usage.get("crop_search")),
+                number(r.mean_text_searches, ".2f"),
+                number(r.mean_turns, ".2f"),
+                number(r.mean_response_tokens, ".0f"),
+                f"{number(r.latency_p50_s, '.2f')} / {number(r.latency_p95_s, '.2f')}",
                 judge_label(r.judge),
             ]
         )
@@ -257,8 +251,8 @@ def pair_markdown(comparison: Comparison) -> str:
         return "\n\n".join(lines)
     diff = f"{100 * c.difference:+.1f} points" if c.difference is not None else "-"
     lines.append(
-        f"On the {c.paired} questions judged in both: accuracy A **{_pct(c.accuracy_a)}**, B **{_pct(c.accuracy_b)}**, "
-        f"B − A **{diff}**; exact McNemar p = **{c.p_value:.4g}**"
+        f"On the {c.paired} questions judged in both: accuracy A **{percent(c.accuracy_a)}**, "
+        f"B **{percent(c.accuracy_b)}**, B − A **{diff}**; exact McNemar p = **{c.p_value:.4g}**"
         + (" (the difference is significant at 5%)" if c.p_value < 0.05 else " (not significant at 5%)")
     )
     lines.append(
