@@ -140,39 +140,18 @@ class SFTSettings:
     report_to: str = setting("none", "also log to: none, trackio, wandb, tensorboard (metrics always go to the store)")
 
     def __post_init__(self) -> None:
-        for name in ("model", "data", "output_dir"):
-            if not getattr(self, name):
-                raise ValueError(f"--{'output' if name == 'output_dir' else name} is required")
-        check_bounds(self)
+        _check_required_and_bounds(self)
 
     def trl_args(self, **overrides: Any):
         """TRL's SFTConfig for these settings (CPU-safe: no bf16 and no accelerator device when there is no GPU)."""
         from trl import SFTConfig
 
-        cpu = not cuda_available()
-        values: dict[str, Any] = dict(
-            output_dir=self.output_dir,
-            num_train_epochs=self.num_train_epochs,
-            max_steps=self.max_steps,
-            learning_rate=self.learning_rate,
-            lr_scheduler_type=self.lr_scheduler_type,
-            warmup_steps=self.warmup_steps,
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps,
+        values = _trainer_args(self)
+        values.update(
             max_length=self.max_length,
             # Only the assistant's tokens are learned: tool results (<information>) sit in user turns, so
             # TRL's generation-marked template masks them without a collator of ours (TRAINING-NOTES §4).
             assistant_only_loss=True,
-            gradient_checkpointing=self.gradient_checkpointing,
-            bf16=_bf16(self.bf16),
-            use_cpu=cpu,
-            logging_steps=self.logging_steps,
-            save_strategy="steps",
-            save_steps=self.save_steps,
-            save_total_limit=self.save_total_limit,
-            seed=self.seed,
-            report_to=self.report_to,
-            disable_tqdm=True,
         )
         values.update(overrides)
         return SFTConfig(**values)
@@ -246,10 +225,7 @@ class GRPOSettings:
     report_to: str = setting("none", "also log to: none, trackio, wandb, tensorboard (metrics always go to the store)")
 
     def __post_init__(self) -> None:
-        for name in ("model", "data", "output_dir"):
-            if not getattr(self, name):
-                raise ValueError(f"--{'output' if name == 'output_dir' else name} is required")
-        check_bounds(self)
+        _check_required_and_bounds(self)
         if self.judge_weight + self.format_weight == 0:
             raise ValueError("--judge-weight and --format-weight must not both be 0: the reward would always be 0")
 
@@ -261,36 +237,18 @@ class GRPOSettings:
         """TRL's GRPOConfig for these settings; `budgets` are the loop's (one image search, 10 tool calls, ...)."""
         from trl import GRPOConfig
 
-        cpu = not cuda_available()
-        values: dict[str, Any] = dict(
-            output_dir=self.output_dir,
+        values = _trainer_args(self)
+        values.update(
             num_generations=self.num_generations,
-            learning_rate=self.learning_rate,
-            warmup_steps=self.warmup_steps,
-            lr_scheduler_type=self.lr_scheduler_type,
             epsilon=self.epsilon,
             beta=self.beta,
             scale_rewards=self.scale_rewards,
             loss_type=self.loss_type,
             reward_weights=list(self.reward_weights),
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps,
-            num_train_epochs=self.num_train_epochs,
-            max_steps=self.max_steps,
             temperature=self.temperature,
             top_p=self.top_p,
             # The rollout's length is bounded by the loop's budgets; TRL's own cap applies only to its generation.
             max_completion_length=budgets.max_response_tokens,
-            gradient_checkpointing=self.gradient_checkpointing,
-            bf16=_bf16(self.bf16),
-            use_cpu=cpu,
-            logging_steps=self.logging_steps,
-            save_strategy="steps",
-            save_steps=self.save_steps,
-            save_total_limit=self.save_total_limit,
-            seed=self.seed,
-            report_to=self.report_to,
-            disable_tqdm=True,
             use_vllm=bool(self.vllm_server),
             vllm_mode="server",
             vllm_server_base_url=self.vllm_server or None,
@@ -298,6 +256,38 @@ class GRPOSettings:
         )
         values.update(overrides)
         return GRPOConfig(**values)
+
+
+def _check_required_and_bounds(settings: SFTSettings | GRPOSettings) -> None:
+    for name in ("model", "data", "output_dir"):
+        if not getattr(settings, name):
+            raise ValueError(f"--{'output' if name == 'output_dir' else name} is required")
+    check_bounds(settings)
+
+
+def _trainer_args(settings: SFTSettings | GRPOSettings) -> dict[str, Any]:
+    """The transformers TrainingArguments both trainers take alike (optimisation, precision, checkpoints, logging);
+    CPU-safe: no bf16 and no accelerator device when there is no GPU."""
+    return dict(
+        output_dir=settings.output_dir,
+        num_train_epochs=settings.num_train_epochs,
+        max_steps=settings.max_steps,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler_type,
+        warmup_steps=settings.warmup_steps,
+        per_device_train_batch_size=settings.per_device_train_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        bf16=_bf16(settings.bf16),
+        use_cpu=not cuda_available(),
+        logging_steps=settings.logging_steps,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        seed=settings.seed,
+        report_to=settings.report_to,
+        disable_tqdm=True,
+    )
 
 
 def settings_dict(settings: object) -> dict[str, Any]:
