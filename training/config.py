@@ -1,7 +1,7 @@
 """Training configs: the paper's settings as dataclass defaults, one flag per field (DESIGN.md §3.9).
 
 `SFTSettings` and `GRPOSettings` hold what a researcher chooses; `trl_args()` turns them into TRL's own
-`SFTConfig` / `GRPOConfig`. Field names (and so flags) are TRL's where TRL has the knob (`--max-steps`,
+`SFTConfig` / `GRPOConfig`, and `peft_config()` into peft's `LoraConfig`. Field names (and so flags) are TRL's where TRL has the knob (`--max-steps`,
 `--num-generations`, `--learning-rate`, `--beta`, `--per-device-train-batch-size`, ...), so a TRL user finds
 them where they expect. `LaunchSettings` says how a job runs (where it is recorded, how many processes).
 
@@ -256,6 +256,21 @@ class GRPOSettings:
         )
         values.update(overrides)
         return GRPOConfig(**values)
+
+
+def peft_config(settings: SFTSettings | GRPOSettings) -> Any:
+    """peft's LoraConfig for the settings' LoRA knobs; None for a full fine-tune (--no-use-peft)."""
+    if not settings.use_peft:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=settings.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
 
 
 def _check_required_and_bounds(settings: SFTSettings | GRPOSettings) -> None:

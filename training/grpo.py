@@ -26,11 +26,11 @@ from agent.tools.wiring import build_toolbox
 from traces import jobs
 from traces.store import TraceStore
 from training.callbacks import JobCallback
-from training.config import GRPOSettings, settings_dict
+from training.config import GRPOSettings, peft_config, settings_dict
 from training.data import load_questions, question_dataset
 from training.generation import BatchedGenerator, Sampling
 from training.job import JobContext, JobResult
-from training.models import TrainingInputError, load_model, load_processor, save_merged, save_processor
+from training.models import TrainingInputError, load_for_training, save_trained, saved_summary
 from training.recording import RolloutRecorder
 from training.rewards import REWARD_FUNCS
 from training.rollout import Question, Rollouts
@@ -91,18 +91,6 @@ def sampling_of(settings: GRPOSettings, args: Any) -> Sampling:
     )
 
 
-def _peft_config(settings: GRPOSettings) -> Any:
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        target_modules=settings.lora_target_modules,
-        task_type="CAUSAL_LM",
-    )
-
-
 def train_grpo(
     settings: GRPOSettings,
     budgets: Budgets,
@@ -139,11 +127,7 @@ def train_grpo(
     toolbox = build_toolbox(tools)
 
     args = settings.trl_args(budgets, **(trl_overrides or {}))
-    if loaded is not None:
-        model, processor = loaded
-    else:
-        processor = load_processor(settings.model, max_pixels=settings.max_pixels)
-        model = load_model(settings.model, bf16=bool(args.bf16))
+    model, processor = loaded or load_for_training(settings.model, max_pixels=settings.max_pixels, bf16=bool(args.bf16))
     # GRPO left-pads prompts; a processor left at right padding misaligns image tokens silently (TRAINING-NOTES §1).
     processor.tokenizer.padding_side = "left"
 
@@ -193,7 +177,7 @@ def train_grpo(
             train_dataset=data.dataset,
             args=args,
             rollout_func=rollouts,
-            peft_config=_peft_config(settings) if settings.use_peft else None,
+            peft_config=peft_config(settings),
             callbacks=[*([job_callback] if job_callback else []), *callbacks],
         )
     except ValueError as exc:  # e.g. a batch that does not fill whole groups of num_generations
@@ -207,13 +191,7 @@ def train_grpo(
         if vllm is not None:
             vllm.close()
     out = Path(settings.output_dir)
-    final = out / ("adapter" if settings.use_peft else "model")
-    trainer.save_model(str(final))
-    merged = None
-    if trainer.is_world_process_zero():  # save_model is collective (ZeRO-3 gathers); these files are written once
-        save_processor(processor, final)
-        if settings.use_peft and settings.merge:
-            merged = save_merged(trainer.model, processor, out / "merged")
+    final, merged = save_trained(trainer, processor, out, peft=settings.use_peft, merge=settings.merge)
     stopped = (job_callback.stopped_early if job_callback else False) or any(
         isinstance(c, JobCallback) and c.stopped_early for c in callbacks
     )
@@ -227,11 +205,7 @@ def grpo_job(settings: GRPOSettings, budgets: Budgets, tools: ToolConfig, judge_
 
     def work(context: JobContext) -> JobResult:
         result = train_grpo(settings, budgets, tools, judge_config, store=context.store, context=context)
-        where = (
-            f"merged model: {result.merged_dir}"
-            if result.merged_dir
-            else f"{result.final_dir.name}: {result.final_dir}"
-        )
+        where = saved_summary(result.final_dir, result.merged_dir)
         return JobResult(
             result.stopped_early, f"GRPO: {result.steps} steps; rollouts in trace-store run {result.run_id}; {where}"
         )

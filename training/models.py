@@ -51,6 +51,13 @@ def load_model(path: str, *, bf16: bool) -> Any:
         ) from None
 
 
+def load_for_training(path: str, *, max_pixels: int | None, bf16: bool) -> tuple[Any, Any]:
+    """(model, processor) of the checkpoint to train; the processor first, so that a folder without a chat
+    template is refused before any weight is read."""
+    processor = load_processor(path, max_pixels=max_pixels)
+    return load_model(path, bf16=bf16), processor
+
+
 def is_vision_parameter(name: str) -> bool:
     """The vision tower and its projector (Qwen-VL's `visual.*`, merger included)."""
     return "visual" in name.split(".")
@@ -67,3 +74,21 @@ def save_merged(model: Any, processor: Any, out: Path) -> Path:
     merged.save_pretrained(out)
     save_processor(processor, out)
     return out
+
+
+def save_trained(trainer: Any, processor: Any, out: Path, *, peft: bool, merge: bool) -> tuple[Path, Path | None]:
+    """What a trainer produced: OUT/adapter (LoRA) or OUT/model (full fine-tune), and with `merge` a LoRA model
+    folded into OUT/merged. Returns (final folder, merged folder or None)."""
+    final = out / ("adapter" if peft else "model")
+    trainer.save_model(str(final))
+    merged = None
+    if trainer.is_world_process_zero():  # save_model is collective (ZeRO-3 gathers); these files are written once
+        save_processor(processor, final)
+        if peft and merge:
+            merged = save_merged(trainer.model, processor, out / "merged")
+    return final, merged
+
+
+def saved_summary(final: Path, merged: Path | None) -> str:
+    """Where a job's model went, for its job row: the merged model when there is one."""
+    return f"merged model: {merged}" if merged else f"{final.name}: {final}"

@@ -18,17 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from training.callbacks import JobCallback
-from training.config import SFTSettings
+from training.config import SFTSettings, peft_config
 from training.data import is_sft_file, read_sft_file, sft_dataset_from_rows
 from training.job import JobContext, JobResult
-from training.models import (
-    TrainingInputError,
-    is_vision_parameter,
-    load_model,
-    load_processor,
-    save_merged,
-    save_processor,
-)
+from training.models import TrainingInputError, is_vision_parameter, load_for_training, save_trained, saved_summary
 
 
 @dataclass(frozen=True)
@@ -80,18 +73,6 @@ def load_sft_data(settings: SFTSettings) -> Any:
     return sft_dataset_from_rows(rows, source=settings.data)
 
 
-def _peft_config(settings: SFTSettings) -> Any:
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        target_modules=settings.lora_target_modules,
-        task_type="CAUSAL_LM",
-    )
-
-
 def train_sft(
     settings: SFTSettings,
     dataset: Any,
@@ -105,11 +86,7 @@ def train_sft(
     from trl import SFTTrainer
 
     args = settings.trl_args(**(trl_overrides or {}))
-    if loaded is not None:
-        model, processor = loaded
-    else:
-        processor = load_processor(settings.model, max_pixels=settings.max_pixels)
-        model = load_model(settings.model, bf16=bool(args.bf16))
+    model, processor = loaded or load_for_training(settings.model, max_pixels=settings.max_pixels, bf16=bool(args.bf16))
     if not settings.use_peft and settings.freeze_vision:
         for name, parameter in model.named_parameters():
             if is_vision_parameter(name):
@@ -120,20 +97,14 @@ def train_sft(
             processing_class=processor,
             train_dataset=dataset,
             args=args,
-            peft_config=_peft_config(settings) if settings.use_peft else None,
+            peft_config=peft_config(settings),
             callbacks=list(callbacks),
         )
     except ValueError as exc:  # TRL refuses, e.g., a chat template it cannot mark assistant turns in
         raise TrainingInputError(f"TRL cannot train {settings.model} on this data: {exc}") from None
     trainer.train()
     out = Path(settings.output_dir)
-    final = out / ("adapter" if settings.use_peft else "model")
-    trainer.save_model(str(final))
-    merged = None
-    if trainer.is_world_process_zero():  # save_model is collective (ZeRO-3 gathers); these files are written once
-        save_processor(processor, final)
-        if settings.use_peft and settings.merge:
-            merged = save_merged(trainer.model, processor, out / "merged")
+    final, merged = save_trained(trainer, processor, out, peft=settings.use_peft, merge=settings.merge)
     stopped = any(isinstance(c, JobCallback) and c.stopped_early for c in callbacks)
     losses = tuple(float(h["loss"]) for h in trainer.state.log_history if "loss" in h)
     return SFTResult(out, final, merged, trainer.state.global_step, stopped, losses)
@@ -146,11 +117,7 @@ def sft_job(settings: SFTSettings) -> Any:
         dataset = load_sft_data(settings)
         callback = JobCallback(context.store, context.job_id, context.stop)
         result = train_sft(settings, dataset, callbacks=[callback])
-        where = (
-            f"merged model: {result.merged_dir}"
-            if result.merged_dir
-            else f"{result.final_dir.name}: {result.final_dir}"
-        )
+        where = saved_summary(result.final_dir, result.merged_dir)
         return JobResult(result.stopped_early, f"SFT: {result.steps} steps on {len(dataset)} episodes; {where}")
 
     return work
