@@ -20,7 +20,6 @@ file, format or order it came from.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 from sqlalchemy import select
 
 from agent.eval import EvalItem, ImageSource, keyed
-from traces.importers.common import BadRow, ImportFileError, gold_list
+from traces.importers.common import BadRow, ImportFileError, JsonLinesError, gold_list, json_objects
 from traces.importers.fvqa import REQUIRED as FVQA_COLUMNS
 from traces.importers.fvqa import QuestionRow, parse_question_row, read_questions
 from traces.models import episodes, runs
@@ -174,18 +173,10 @@ def _jsonl_rows(path: Path) -> tuple[Iterator[Row], list[str]]:
     skipped: list[str] = []
     missing: dict[str, list[int]] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QuestionSetError(f"{path}: cannot read ({exc}); nothing was run") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise QuestionSetError(f"{path} line {number}: not JSON ({exc}); nothing was run") from None
-        if not isinstance(record, dict):
-            raise QuestionSetError(f"{path} line {number}: not a JSON object; nothing was run")
+        records = json_objects(path)
+    except JsonLinesError as exc:
+        raise QuestionSetError(f"{exc}; nothing was run") from None
+    for number, record in records:
         absent = [k for k in JSONL_KEYS if k not in record]
         for key in absent:
             missing.setdefault(key, []).append(number)

@@ -16,7 +16,6 @@ row without an assistant turn, image parts that do not match the images.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,20 +138,12 @@ def read_sft_file(path: str | Path) -> Any:
             raise TrainingInputError(f"{path}: missing columns {missing}; an SFT file has `messages` and `images`")
         rows = table.select(["messages", "images"]).to_pylist()
     else:
+        from traces.importers.common import JsonLinesError, json_objects
+
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TrainingInputError(f"{path}: cannot read ({exc})") from None
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TrainingInputError(f"{path} line {number}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise TrainingInputError(f"{path} line {number}: not a JSON object")
-            rows.append(row)
+            rows = [row for _, row in json_objects(path)]
+        except JsonLinesError as exc:
+            raise TrainingInputError(str(exc)) from None
     if not rows:
         raise TrainingInputError(f"{path}: the file holds no conversations")
     return sft_dataset_from_rows(rows, base=path.parent, source=str(path))

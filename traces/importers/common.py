@@ -254,6 +254,31 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
+class JsonLinesError(ValueError):
+    """A JSONL file that cannot be read as a whole: unreadable, or a line that is not a JSON object."""
+
+
+def json_objects(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line of a JSONL file, read whole. Unlike an import, which skips bad
+    rows, the question sets and SFT files read here are refused at their first broken line (JsonLinesError)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JsonLinesError(f"{path}: cannot read ({exc})") from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise JsonLinesError(f"{path} line {number}: not JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise JsonLinesError(f"{path} line {number}: not a JSON object")
+        records.append((number, record))
+    return records
+
+
 # ---- idempotency ---------------------------------------------------------------------------------------
 
 
