@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.events import EpisodeFinished, image_sha256
-from agent.models.base import BackendError, Delta, Message, map_image_parts
+from agent.models.base import BackendError, Delta, Message, split_images
 
 SENTINEL = "\u2063POLICY-TURN\u2063"  # never produced by a tokenizer's decode of sampled text
 # Episodes that ended on their own get an EOS (mask 0) so TRL does not count them as truncated; one stopped by a
@@ -79,17 +79,6 @@ class Trajectory:
     @property
     def sampled_tokens(self) -> int:
         return sum(self.env_mask)
-
-
-def split_images(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Template messages with image parts as placeholders, and the images in order."""
-    images: list[Any] = []
-
-    def placeholder(image: Any) -> dict[str, Any]:
-        images.append(image)
-        return {"type": "image"}
-
-    return map_image_parts(messages, placeholder), images
 
 
 def render_prompt(processor: Any, messages: Sequence[Message]) -> tuple[list[int], dict[str, Any], list[Any]]:

@@ -29,6 +29,17 @@ def map_image_parts(messages: Sequence[Message], image_part: Callable[[Any], dic
     return out
 
 
+def split_images(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Chat-template messages with image parts as placeholders, and the images in order (what a processor takes)."""
+    images: list[Any] = []
+
+    def placeholder(image: Any) -> dict[str, Any]:
+        images.append(image)
+        return {"type": "image"}
+
+    return map_image_parts(messages, placeholder), images
+
+
 @dataclass(frozen=True)
 class Delta:
     """A piece of streamed output and how many response tokens it accounts for."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from agent.models.base import BackendError, Delta, Message, map_image_parts
+from agent.models.base import BackendError, Delta, Message, split_images
 
 _END = object()
 
@@ -131,7 +131,7 @@ class TransformersBackend:
         self.load()
         assert self._loaded is not None
         model, processor = self._loaded
-        template_messages, images = _split_images(messages)
+        template_messages, images = split_images(messages)
         prompt = processor.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)
         inputs = processor(text=[prompt], images=images or None, return_tensors="pt")
         return {k: v.to(model.device) if hasattr(v, "to") else v for k, v in inputs.items()}
@@ -226,14 +226,3 @@ def _with_adapter(model: Any, adapter: str) -> Any:
 def _first_stop_end(text: str, stop: Sequence[str]) -> int | None:
     ends = [text.find(s) + len(s) for s in stop if s and s in text]
     return min(ends) if ends else None
-
-
-def _split_images(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Chat-template messages with image parts as placeholders, and the images in order."""
-    images: list[Any] = []
-
-    def placeholder(image: Any) -> dict[str, Any]:
-        images.append(image)
-        return {"type": "image"}
-
-    return map_image_parts(messages, placeholder), images
