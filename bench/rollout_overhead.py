@@ -44,11 +44,10 @@ def main() -> None:
     from agent.judge import JudgeConfig
     from agent.loop import Budgets
     from agent.models.tiny import write_tiny_vlm
-    from agent.tools.config import ToolConfig
     from traces.store import open_store
     from training.config import GRPOSettings
     from training.grpo import train_grpo
-    from training.teach import write_question_set
+    from training.teach import corpus_tools, write_question_set
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="rollout-overhead-") as tmp:
@@ -68,14 +67,7 @@ def main() -> None:
             logging_steps=10**6,
             record_rollouts=not args.no_record,
         )
-        tools = ToolConfig(
-            text_search="local",
-            corpus_path=str(corpus),
-            image_search="off",
-            grounding_model="off",
-            summariser="none",
-            cache_path="",
-        )
+        tools = corpus_tools(corpus)
         budgets = Budgets(max_turn_tokens=args.max_turn_tokens, max_response_tokens=4 * args.max_turn_tokens)
         start = time.perf_counter()
         result = train_grpo(settings, budgets, tools, JudgeConfig(judge="rule"), store=store)

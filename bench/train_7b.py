@@ -58,13 +58,12 @@ def main() -> None:
 
     from agent.judge import JudgeConfig
     from agent.loop import Budgets
-    from agent.tools.config import ToolConfig
     from traces.store import open_store
     from training.config import GRPOSettings, SFTSettings
     from training.data import sft_dataset_from_rows
     from training.grpo import train_grpo
     from training.sft import train_sft
-    from training.teach import write_question_set
+    from training.teach import corpus_tools, write_question_set
 
     device = "cuda" if cuda else "cpu"
     figures: dict = {
@@ -143,14 +142,7 @@ def main() -> None:
             save_steps=10**6,
             logging_steps=1,
         )
-        tools = ToolConfig(
-            text_search="local",
-            corpus_path=str(corpus),
-            image_search="off",
-            grounding_model="off",
-            summariser="none",
-            cache_path="",
-        )
+        tools = corpus_tools(corpus)
         budgets = Budgets(max_turn_tokens=args.turn_tokens, max_response_tokens=4 * args.turn_tokens)
         start = time.perf_counter()
         result = train_grpo(grpo, budgets, tools, JudgeConfig(judge="rule"), store=store, loaded=(model, processor))

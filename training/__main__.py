@@ -33,7 +33,7 @@ def _teach_tiny(args: argparse.Namespace) -> int:
         f"{report['total_s']:.0f} s)\ntiny Grounding DINO (random weights): {report['grounding']}\n"
         f"local corpus: {report['corpus']}\nGRPO questions: {report['questions']}\n"
         f"check: {check.well_formed}/{check.episodes} questions it was not taught with answered, every turn "
-        f"well-formed"
+        f"well-formed; {check.correct} answered right (it learns the protocol's shape, not to read the results)"
     )
     print(
         f"try: python -m agent ask --model {report['vlm']} --text-search local --corpus {report['corpus']} --summariser none "

@@ -32,6 +32,7 @@ from agent.conversation import ModelTurn, Step, ToolFeedback, build_messages
 from agent.events import ResultItem, ToolResult
 from agent.models.base import map_image_parts
 from agent.protocol import Dialect, get_dialect
+from agent.tools.config import ToolConfig
 from agent.tools.summarise import snippet_digest
 
 SUBJECTS = (
@@ -154,26 +155,29 @@ class TaughtCheck:
     correct: int  # of those, the answer matches the gold one (the rule judge)
 
 
+def corpus_tools(corpus: str | Path) -> ToolConfig:
+    """The tools the taught model runs with: text search over teach-tiny's local corpus and nothing else (the
+    tiny model cannot summarise, and a tool cache would make repeated rollouts answer from memory)."""
+    return ToolConfig(
+        text_search="local",
+        corpus_path=str(corpus),
+        image_search="off",
+        grounding_model="off",
+        summariser="none",
+        cache_path="",
+    )
+
+
 def check_taught(out_dir: str | Path, *, limit: int = 12, temperature: float = 0.0) -> TaughtCheck:
     """Run the taught model through the real loop and tools on held-out questions (greedy by default)."""
     from agent.judge import rule_verdict
     from agent.loop import Budgets, run_episode
     from agent.models.transformers_backend import TransformersBackend
-    from agent.tools.config import ToolConfig
     from agent.tools.wiring import build_toolbox
 
     out = Path(out_dir)
     backend = TransformersBackend(str(out / "vlm"), temperature=temperature, seed=0)
-    tools = build_toolbox(
-        ToolConfig(
-            text_search="local",
-            corpus_path=str(out / "corpus.db"),
-            image_search="off",
-            grounding_model="off",
-            summariser="none",
-            cache_path="",
-        )
-    )
+    tools = build_toolbox(corpus_tools(out / "corpus.db"))
     budgets = Budgets(max_turn_tokens=64, max_response_tokens=512)
     well_formed = correct = 0
     questions = held_out_questions()[:limit]

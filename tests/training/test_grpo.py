@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from agent.judge import JudgeConfig
 from agent.loop import Budgets
-from agent.tools.config import ToolConfig
 from tests.training.helpers import write_questions
 from traces.models import episodes, runs
 from traces.store import open_store
@@ -18,6 +17,7 @@ from training.config import GRPOSettings
 from training.grpo import train_grpo
 from training.job import JobContext
 from training.models import TrainingInputError
+from training.teach import corpus_tools
 
 # The taught model's answers to "who designed / which city" questions; judged against these, some rollouts of a
 # group are right and others not, so the advantages are not all zero.
@@ -42,24 +42,13 @@ def grpo_settings(taught: Path, data: Path, out: Path, **overrides) -> GRPOSetti
     return GRPOSettings(**{**values, **overrides})
 
 
-def corpus_tools(taught: Path) -> ToolConfig:
-    return ToolConfig(
-        text_search="local",
-        corpus_path=str(taught / "corpus.db"),
-        image_search="off",
-        grounding_model="off",
-        summariser="none",
-        cache_path="",
-    )
-
-
 def test_two_grpo_steps_train_on_judged_episodes_and_record_them(taught_tiny, tmp_path):
     data = write_questions(taught_tiny, tmp_path, GOLDS)
     store = open_store(tmp_path / "traces.db")
     result = train_grpo(
         grpo_settings(taught_tiny, data, tmp_path / "out"),
         BUDGETS,
-        corpus_tools(taught_tiny),
+        corpus_tools(taught_tiny / "corpus.db"),
         JudgeConfig(judge="rule"),
         store=store,
     )
@@ -112,7 +101,7 @@ def test_a_stop_request_ends_rollouts_mid_episode_and_training_after_the_step(ta
     result = train_grpo(
         grpo_settings(taught_tiny, data, tmp_path / "out", max_steps=5),
         BUDGETS,
-        corpus_tools(taught_tiny),
+        corpus_tools(taught_tiny / "corpus.db"),
         JudgeConfig(judge="rule"),
         store=store,
         context=JobContext(store, None, stop, 0),
@@ -132,7 +121,7 @@ def test_questions_without_gold_answers_are_refused(taught_tiny, tmp_path):
         train_grpo(
             grpo_settings(taught_tiny, data, tmp_path / "out"),
             BUDGETS,
-            corpus_tools(taught_tiny),
+            corpus_tools(taught_tiny / "corpus.db"),
             JudgeConfig(judge="rule"),
             store=store,
         )
@@ -147,7 +136,11 @@ def test_a_judge_endpoint_that_is_down_stops_training_before_it_starts(taught_ti
     )
     with pytest.raises(TrainingInputError, match="the judge at http://127.0.0.1:9/v1 .*cannot judge"):
         train_grpo(
-            grpo_settings(taught_tiny, data, tmp_path / "out"), BUDGETS, corpus_tools(taught_tiny), judge, store=store
+            grpo_settings(taught_tiny, data, tmp_path / "out"),
+            BUDGETS,
+            corpus_tools(taught_tiny / "corpus.db"),
+            judge,
+            store=store,
         )
     store.close()
 
