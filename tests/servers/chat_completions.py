@@ -18,8 +18,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Literal
+
+from tests.servers.json_handler import QuietJSONHandler
 
 
 @dataclass(frozen=True)
@@ -157,25 +159,14 @@ def scripted_chat_server(
             return "<reason>The script has no more turns.</reason><answer>out of script</answer>"
         return turns[index]
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietJSONHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:  # keep test output clean
-            pass
-
-        def _json(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
         def do_GET(self) -> None:
             if self.path.rstrip("/").endswith("/v1/models"):
-                self._json(200, {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "tests"}]})
+                self.send_json(200, {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "tests"}]})
             else:
-                self._json(404, {"detail": "Not Found"})  # FastAPI's answer for a path with no route
+                self.send_json(404, {"detail": "Not Found"})  # FastAPI's answer for a path with no route
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -183,15 +174,15 @@ def scripted_chat_server(
             try:
                 body = json.loads(raw)
             except json.JSONDecodeError:
-                self._json(400, {"error": {"message": "invalid JSON body", "type": "BadRequestError", "code": 400}})
+                self.send_json(400, {"error": {"message": "invalid JSON body", "type": "BadRequestError", "code": 400}})
                 return
             with lock:
                 state.requests.append(body)
             if not self.path.endswith("/v1/chat/completions"):
-                self._json(404, {"detail": "Not Found"})
+                self.send_json(404, {"detail": "Not Found"})
                 return
             if body.get("model") != model:
-                self._json(
+                self.send_json(
                     404,
                     {
                         "object": "error",
@@ -207,7 +198,7 @@ def scripted_chat_server(
                 time.sleep(turn.delay_s)
                 turn = turn.turn
             if isinstance(turn, HTTPFailure):
-                self._json(turn.status, error_body(turn))
+                self.send_json(turn.status, error_body(turn))
                 return
             try:
                 if body.get("stream"):
@@ -223,7 +214,7 @@ def scripted_chat_server(
                 self.connection.shutdown(2)  # hang up without an answer
                 return
             if isinstance(turn, StreamError):  # unstreamed, the engine's failure is an error answer
-                self._json(500, error_body(HTTPFailure(500, turn.message)))
+                self.send_json(500, error_body(HTTPFailure(500, turn.message)))
                 return
             if isinstance(turn, GarbageStream):
                 data = b"<html>502 Bad Gateway</html>"
@@ -239,7 +230,7 @@ def scripted_chat_server(
             else:
                 words, finish, stop_hit = _reply_words(body, turn)
                 message = {"role": "assistant", "content": "".join(words)}
-            self._json(
+            self.send_json(
                 200,
                 {
                     "id": "chatcmpl-scripted",

@@ -20,8 +20,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from tests.servers.json_handler import QuietJSONHandler
 
 ASSISTANT_HEADER = "<|im_start|>assistant\n"
 
@@ -53,36 +55,27 @@ def vllm_server(tokenizer: Any, turns: Sequence[str], *, model: str = "tiny-poli
         limit = int(params.get("max_tokens", 16))
         return ids[:limit], "length" if len(ids) > limit else "stop"
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _send(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(QuietJSONHandler):
         def do_GET(self) -> None:
             if self.path == "/health":
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
             elif self.path == "/v1/models":
-                self._send(200, {"object": "list", "data": [{"id": model, "object": "model", "max_model_len": 32768}]})
+                self.send_json(
+                    200, {"object": "list", "data": [{"id": model, "object": "model", "max_model_len": 32768}]}
+                )
             else:
-                self._send(404, {"detail": "Not Found"})
+                self.send_json(404, {"detail": "Not Found"})
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
             state.requests.append((self.path, body))
             if self.path == "/v1/chat/completions/render":
-                self._send(200, {"token_ids": [], "features": {"mm_hashes": [f"image-{len(state.requests)}"]}})
+                self.send_json(200, {"token_ids": [], "features": {"mm_hashes": [f"image-{len(state.requests)}"]}})
                 return
             if state.fail_with is not None:
-                self._send(
+                self.send_json(
                     state.fail_with,
                     {"error": {"message": "scripted failure", "type": "InternalServerError", "code": state.fail_with}},
                 )
@@ -94,7 +87,7 @@ def vllm_server(tokenizer: Any, turns: Sequence[str], *, model: str = "tiny-poli
                     for i, t in enumerate(ids)
                 ]
                 choice = {"index": 0, "token_ids": ids, "logprobs": {"content": content}, "finish_reason": finish}
-                self._send(200, {"request_id": body.get("request_id"), "choices": [choice], "usage": {}})
+                self.send_json(200, {"request_id": body.get("request_id"), "choices": [choice], "usage": {}})
             elif self.path == "/v1/completions":
                 prompt = body["prompt"][0]
                 ids, finish = reply_ids(prompt, body)
@@ -113,9 +106,9 @@ def vllm_server(tokenizer: Any, turns: Sequence[str], *, model: str = "tiny-poli
                     "logprobs": logprobs,
                     "finish_reason": finish,
                 }
-                self._send(200, {"id": "cmpl-1", "object": "text_completion", "model": model, "choices": [choice]})
+                self.send_json(200, {"id": "cmpl-1", "object": "text_completion", "model": model, "choices": [choice]})
             else:
-                self._send(404, {"detail": "Not Found"})
+                self.send_json(404, {"detail": "Not Found"})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
