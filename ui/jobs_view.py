@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from traces.jobs import FINAL_STATUSES
 from traces.records import JobRecord
-from ui.safe import md_text, truncate
+from ui.safe import md_code, md_text, truncate
 
 JOB_COLUMNS = ["id", "kind", "name", "status", "progress", "started", "elapsed", "ETA", "launched by"]
 STATUS_MARKS = {
@@ -107,9 +107,9 @@ def job_markdown(job: JobRecord, *, now: float | None = None) -> str:
         lines.append(f"**{'Error' if job.status == 'failed' else 'Note'}:** {md_text(job.error)}")
     checkpoint = job.metrics.get("checkpoint") if isinstance(job.metrics, dict) else None
     if checkpoint:
-        lines.append(f"Newest checkpoint: `{md_text(checkpoint)}`")
+        lines.append(f"Newest checkpoint: {md_code(checkpoint)}")
     if job.log_path:
-        lines.append(f"Log: `{md_text(job.log_path)}`")
+        lines.append(f"Log: {md_code(job.log_path)}")
     return "\n\n".join(lines)
 
 

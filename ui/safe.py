@@ -10,6 +10,7 @@ can come from imports that never went through our tools.
 from __future__ import annotations
 
 import html
+import re
 
 from agent.tools.sanitise import safe_url
 
@@ -28,6 +29,20 @@ def md_text(value: object) -> str:
     or "https:" text is never auto-linked by the Markdown renderer.
     """
     return ("" if value is None else str(value)).translate(_MD_TABLE)
+
+
+def md_code(value: object) -> str:
+    """An inline code span that shows the given text literally (paths, commands).
+
+    Inside a code span Markdown takes backslashes literally, so `md_text`'s escapes would show; instead the span is
+    fenced by more backticks than the text's longest run of them, with spaces where the text touches a fence. Line
+    breaks become spaces, as a code span renders them anyway.
+    """
+    text = ("" if value is None else str(value)).replace("\r", " ").replace("\n", " ")
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def html_text(value: object) -> str:

@@ -315,3 +315,12 @@ def test_matplotlib_is_marked_absent_only_when_it_cannot_be_imported(monkeypatch
     assert sys.modules["matplotlib"] is None
     with pytest.raises(ImportError):
         import matplotlib  # noqa: F401
+
+
+def test_md_code_shows_paths_literally_even_with_backticks():
+    from ui.safe import md_code
+
+    assert md_code("/tmp/pytest-of-root/run_1/*x*") == "`/tmp/pytest-of-root/run_1/*x*`"
+    assert md_code("a `b` c") == "``a `b` c``"
+    assert md_code("`edge`") == "`` `edge` ``"
+    assert md_code("two\nlines") == "`two lines`"
