@@ -58,9 +58,7 @@ def _launch_or_run(kind: str, configs: list[object], launch: LaunchSettings, wor
             print(f"watch: python -m training jobs --db {launch.db}; stop: python -m training cancel {job_id}")
             return 0
         return _follow(store, job_id)
-    main = configs[0]
-    name = f"{kind} {os.path.basename(str(main.model).rstrip('/')) or main.model} -> {main.output_dir}"
-    context = open_job(kind, name, runner.job_configs(configs), launch)
+    context = open_job(kind, runner.job_name(kind, configs), runner.job_configs(configs), launch)
     return run_job(context, work_factory)
 
 

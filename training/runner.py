@@ -10,7 +10,7 @@ An eval job is `python -m agent eval ... --job-id N` (one process): it records i
 the row, and SIGTERM stops it like Ctrl-C (finished episodes kept, the same command resumes).
 
 Public functions (what the Train tab calls): `launch`, `preview_command`, `cancel`, `list_jobs`, `get_job`,
-`metric_history`, `log_tail`, `job_configs`.
+`metric_history`, `log_tail`, `job_configs`, `job_name`.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def _main_settings(configs: Sequence[object]) -> SFTSettings | GRPOSettings:
     raise ValueError("a training job needs its SFTSettings or GRPOSettings among its configs")
 
 
-def _job_name(kind: str, configs: Sequence[object]) -> str:
+def job_name(kind: str, configs: Sequence[object]) -> str:
+    """The job row's name: what is trained (or evaluated) and where it goes."""
     if kind == "eval":
         from agent.config import ModelConfig
         from agent.eval import EvalConfig
@@ -142,7 +143,7 @@ def launch(
         job_id = job_rows.create_job(
             store,
             kind,
-            _job_name(kind, configs),
+            job_name(kind, configs),
             job_configs(configs),
             command=argv,
             launched_by=launched_by or os.environ.get("USER") or None,
