@@ -288,18 +288,13 @@ class Judge:
     async def _judge(self, question: str, prediction: str, golds: tuple[str, ...]) -> Judgement:
         raise NotImplementedError
 
-    def _trivial(self, prediction: str | None, golds: Sequence[str]) -> Judgement | None:
-        if not [g for g in golds if g and g.strip()]:
+    async def judge(self, question: str, prediction: str | None, golds: Sequence[str]) -> Judgement:
+        kept = tuple(g for g in golds if g and g.strip())
+        if not kept:
             return Judgement("unknown", "no gold answers to judge against", self.name)
         if prediction is None or not prediction.strip():
             return Judgement("incorrect", "the episode gave no answer", self.name)
-        return None
-
-    async def judge(self, question: str, prediction: str | None, golds: Sequence[str]) -> Judgement:
-        trivial = self._trivial(prediction, golds)
-        if trivial is not None:
-            return trivial
-        return await self._judge(question, prediction or "", tuple(g for g in golds if g and g.strip()))
+        return await self._judge(question, prediction, kept)
 
     def judge_sync(self, question: str, prediction: str | None, golds: Sequence[str]) -> Judgement:
         """For threads: runs on agent.aio's background loop and waits (never call it on that loop)."""
