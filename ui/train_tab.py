@@ -197,6 +197,7 @@ def build_train_tab(app: AppConfig, store: TraceStore, tab: gr.Tab) -> dict[str,
         user, allowed, note = who_may(request, profile)
         if not allowed:
             return [f"⚠ {note}", gr.skip(), gr.skip()]
+        job_request = None
         try:
             job_request = build_request(chosen, values_of(raw), db=app.db, fields=fields)
             warnings = check_request(job_request, gpu=gpu_present(), allow_cpu=bool(override))
@@ -204,18 +205,13 @@ def build_train_tab(app: AppConfig, store: TraceStore, tab: gr.Tab) -> dict[str,
                 approved = count_episodes(store, EpisodeFilter(review="approved", run_ids=job_request.main.runs))
                 check_approved(job_request, app.db, approved)
             job_id = runner.launch(chosen, job_request.configs, job_request.launch, store=store, launched_by=user)
-        except FormError as exc:
-            return [f"⚠ {md_text(str(exc))}", preview_or_skip(chosen, raw), gr.skip()]
+        except FormError as exc:  # a form that builds but fails a check still shows its command
+            command_shown = preview(job_request) if job_request is not None else gr.skip()
+            return [f"⚠ {md_text(str(exc))}", command_shown, gr.skip()]
         except Exception as exc:
             return [f"⚠ Not started: {md_text(friendly_error(exc))}", gr.skip(), gr.skip()]
         text = f"✓ Started job {job_id}." + "".join(f"\n\n{md_text(w)}" for w in warnings)
         return [text, preview(job_request), job_id]
-
-    def preview_or_skip(chosen: str, raw: tuple) -> Any:
-        try:
-            return preview(build_request(chosen, values_of(raw), db=app.db, fields=fields))
-        except FormError:
-            return gr.skip()
 
     # --- the jobs list and the selected job --------------------------------------------------------------------
 
