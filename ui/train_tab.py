@@ -16,7 +16,6 @@ from typing import Any
 
 import gradio as gr
 
-from traces import jobs as job_rows
 from traces.errors import NotFoundError
 from traces.queries import EpisodeFilter, count_episodes, get_run
 from traces.store import TraceStore
@@ -302,10 +301,9 @@ def build_train_tab(app: AppConfig, store: TraceStore, tab: gr.Tab) -> dict[str,
             job = runner.cancel(store, int(job_id), grace_s=CANCEL_GRACE_S, wait=False)
         except (NotFoundError, RuntimeError) as exc:
             return [f"⚠ {md_text(str(exc))}", *job_view(job_id)]
-        done = job.status in job_rows.FINAL_STATUSES
         text = (
             f"Job {job.id} is {job.status}."
-            if done
+            if not cancellable(job)
             else f"Cancelling job {job.id}: it stops at the end of its current step (killed after {CANCEL_GRACE_S:.0f} s)."
         )
         return [text, *job_view(job_id)]
