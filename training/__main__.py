@@ -64,6 +64,7 @@ def _launch_or_run(kind: str, configs: list[object], launch: LaunchSettings, wor
 
 def _follow(store, job_id: int) -> int:
     """Wait for a job started here, printing its log; Ctrl-C cancels it."""
+    from traces.jobs import FINAL_STATUSES
     from training import runner
 
     printed = 0
@@ -74,7 +75,7 @@ def _follow(store, job_id: int) -> int:
             sys.stdout.write(text[printed:])
             sys.stdout.flush()
             printed = len(text)
-            if job.status in ("succeeded", "failed", "cancelled", "interrupted"):
+            if job.status in FINAL_STATUSES:
                 print(f"job {job_id}: {job.status}" + (f" ({job.error})" if job.error else ""))
                 return 0 if job.status in ("succeeded", "cancelled") else 1
             time.sleep(1.0)
