@@ -77,7 +77,7 @@ def jobs_table(jobs: Sequence[JobRecord], *, now: float | None = None) -> list[l
             progress(job),
             _started(job, now),
             duration(elapsed_s(job, now)),
-            duration(eta_s(job, now)) if eta_s(job, now) is not None else "-",
+            duration(eta_s(job, now)),  # "-" when it cannot be told
             job.launched_by or "-",
         ]
         for job in jobs
@@ -95,11 +95,12 @@ def jobs_caption(shown: int, limit: int) -> str:
 def job_markdown(job: JobRecord, *, now: float | None = None) -> str:
     """The selected job's header: status, progress, timing, who, the error when it failed, its checkpoint."""
     now = time.time() if now is None else now
+    eta = eta_s(job, now)
     lines = [
         f"**Job {job.id}** · {md_text(job.kind)} · {md_text(job.name)}",
         f"Status **{md_text(job.status)}** · progress {md_text(progress(job))} · elapsed "
         f"{duration(elapsed_s(job, now))}"
-        + (f" · ETA {duration(eta_s(job, now))}" if eta_s(job, now) is not None else "")
+        + (f" · ETA {duration(eta)}" if eta is not None else "")
         + f" · launched by {md_text(job.launched_by or '-')}"
         + (f" · pid {job.pid} on {md_text(job.host or '-')}" if job.pid else ""),
     ]
