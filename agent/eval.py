@@ -43,6 +43,8 @@ from agent.tools.http import HttpClient, HttpPolicy, ToolError
 
 JUDGED_STATUSES: tuple[EpisodeStatus, ...] = ("answered", "budget_exhausted", "format_error")
 IMAGE_MAX_BYTES = 30_000_000
+# One client for every item's image URL, in any eval or caller; it opens its connection pool on first use.
+_IMAGE_HTTP = HttpClient("eval image", HttpPolicy(timeout_s=30.0, max_bytes=IMAGE_MAX_BYTES, retries=2))
 
 ImageSource = bytes | str | None  # image bytes, a local path, an http(s) URL, or no image
 
@@ -169,14 +171,13 @@ class EvalOutcome:
     stopped: str | None = None  # None: every item ran; "interrupted"; or why the endpoint stop happened
 
 
-def read_image(source: ImageSource, *, http: HttpClient | None = None) -> Image.Image | None:
+def read_image(source: ImageSource) -> Image.Image | None:
     """The item's image as RGB, or ImageError with a one-line reason. URLs are fetched (size-capped)."""
     if source is None:
         return None
     if isinstance(source, str) and source.startswith(("http://", "https://")):
-        client = http or HttpClient("eval image", HttpPolicy(timeout_s=30.0, max_bytes=IMAGE_MAX_BYTES, retries=2))
         try:
-            response = run_sync(client.request("GET", source, what=f"image {source[:120]}"))
+            response = run_sync(_IMAGE_HTTP.request("GET", source, what=f"image {source[:120]}"))
         except ToolError as exc:
             raise ImageError(exc.reason) from None
         if response.status >= 400:
@@ -188,7 +189,6 @@ def read_image(source: ImageSource, *, http: HttpClient | None = None) -> Image.
 class _Eval:
     def __init__(
         self,
-        items: Sequence[EvalItem],
         *,
         backend: ModelBackend,
         toolbox: Toolbox,
@@ -200,7 +200,6 @@ class _Eval:
         config: dict[str, Any],
         cancel: threading.Event,
     ):
-        self.items = items
         self.backend = backend
         self.toolbox = toolbox
         self.judge = judge
@@ -210,7 +209,6 @@ class _Eval:
         self.on_outcome = on_outcome
         self.config = config
         self.cancel = cancel
-        self.http = HttpClient("eval image", HttpPolicy(timeout_s=30.0, max_bytes=IMAGE_MAX_BYTES, retries=2))
 
     def _emit(self, event: Event) -> None:
         if self.on_event is not None:
@@ -249,7 +247,7 @@ class _Eval:
         if self.cancel.is_set():
             return None
         try:
-            image = read_image(item.image, http=self.http)
+            image = read_image(item.image)
         except ImageError as exc:
             outcome = self._image_failure(item, str(exc))
         else:
@@ -316,7 +314,6 @@ def run_eval(
     todo = [item for item in items if item.key not in done]
     cancel = cancel or threading.Event()
     state = _Eval(
-        todo,
         backend=backend,
         toolbox=toolbox,
         judge=judge,
