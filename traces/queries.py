@@ -88,7 +88,7 @@ def _conditions(store: TraceStore, f: EpisodeFilter) -> list[ColumnElement[bool]
         verdict = func.coalesce(e.human_correct, e.correct)
         where.append(verdict.is_not(None) if f.judged else verdict.is_(None))
     if f.pattern:
-        where.append(_pattern_condition(f.pattern))
+        where.append(pattern_condition(f.pattern))
     if f.review:
         where.append(e.review_state == f.review)
     if f.annotator:
@@ -100,7 +100,8 @@ def _conditions(store: TraceStore, f: EpisodeFilter) -> list[ColumnElement[bool]
     return where
 
 
-def _pattern_condition(pattern: str) -> ColumnElement[bool]:
+def pattern_condition(pattern: str) -> ColumnElement[bool]:
+    """The episodes of one action pattern (PATTERNS), as a SQL condition (also traces.stats' tool-usage shares)."""
     e = episodes.c
     if pattern == "direct":
         return and_(e.n_text == 0, e.n_whole == 0, e.n_crop == 0)

@@ -32,6 +32,7 @@ from sqlalchemy import ColumnElement, and_, case, func, literal, select
 
 from traces.errors import NotFoundError
 from traces.models import episodes, runs
+from traces.queries import pattern_condition
 from traces.store import TraceStore
 
 COMPLETED = ("answered", "budget_exhausted", "format_error")
@@ -49,20 +50,25 @@ TOOL_USAGE_LABELS = {
 }
 
 
+# The categories that are one of the Traces tab's action patterns as they are (traces.queries.PATTERNS).
+_PATTERN_OF = {
+    "text_search_only": "text_only",
+    "whole_image_search": "whole_image",
+    "crop_search": "crop",
+    "image_and_text_search": "mixed",
+    "several_text_searches": "multi_text",
+}
+
+
 def tool_usage_condition(category: str) -> ColumnElement[bool]:
     """The episodes of one tool-usage category, as a SQL condition."""
     e = episodes.c
-    conditions = {
-        "answered_directly": and_(e.status == "answered", e.n_text == 0, e.n_whole == 0, e.n_crop == 0),
-        "text_search_only": and_(e.n_text > 0, e.n_whole == 0, e.n_crop == 0),
-        "whole_image_search": e.n_whole > 0,
-        "crop_search": e.n_crop > 0,
-        "image_and_text_search": and_(e.n_text > 0, e.n_whole + e.n_crop > 0),
-        "several_text_searches": e.n_text >= 2,
+    if category == "answered_directly":
+        return and_(e.status == "answered", pattern_condition("direct"))
+    if category == "self_correction":
         # a second text search with a new query after reading the first one's results (traces.recorder)
-        "self_correction": e.self_corrected.is_(True),
-    }
-    return conditions[category]
+        return e.self_corrected.is_(True)
+    return pattern_condition(_PATTERN_OF[category])
 
 
 @dataclass(frozen=True)
