@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.flags import check_bounds, setting
+from agent.flags import check_bounds, flag_name, setting
 from agent.loop import Budgets
 from agent.protocol import DIALECTS
 
@@ -274,9 +274,9 @@ def peft_config(settings: SFTSettings | GRPOSettings) -> Any:
 
 
 def _check_required_and_bounds(settings: SFTSettings | GRPOSettings) -> None:
-    for name in ("model", "data", "output_dir"):
-        if not getattr(settings, name):
-            raise ValueError(f"--{'output' if name == 'output_dir' else name} is required")
+    for f in dataclasses.fields(settings):
+        if f.name in ("model", "data", "output_dir") and not getattr(settings, f.name):
+            raise ValueError(f"{flag_name(f)} is required")
     check_bounds(settings)
 
 
