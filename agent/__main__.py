@@ -203,7 +203,7 @@ def _eval(args: argparse.Namespace) -> int:
         return 2
     try:
         if eval_cfg.rejudge:
-            code = _eval_rejudge(args, eval_cfg, judge, store)
+            code = _eval_rejudge(eval_cfg, judge, store)
         else:
             code = _eval_run(args, eval_cfg, judge, store, job)
     except KeyboardInterrupt:
@@ -261,6 +261,8 @@ def _eval_run(args: argparse.Namespace, eval_cfg, judge, store, job=None) -> int
         backend = build_backend(cfg)
         toolbox = build_toolbox(tool_cfg, summariser_model=backend)
         name = eval_cfg.run_name or default_run_name(cfg.model, questions.name)
+        # Recorded with every episode; the run also keeps budgets, judge and data. No secrets in any of these.
+        episode_config = {"model": public_config(cfg), "tool_config": dataclasses.asdict(tool_cfg)}
         run = open_eval_run(
             store,
             name,
@@ -269,9 +271,8 @@ def _eval_run(args: argparse.Namespace, eval_cfg, judge, store, job=None) -> int
             dialect=cfg.dialect,
             dataset=questions.name,
             config={
-                "model": public_config(cfg),
+                **episode_config,
                 "budgets": dataclasses.asdict(budgets),
-                "tool_config": dataclasses.asdict(tool_cfg),  # no secrets in any of these
                 "judge": judge.describe(),
                 "data": {"spec": eval_cfg.data, "source": questions.source, "split": eval_cfg.split},
             },
@@ -283,10 +284,11 @@ def _eval_run(args: argparse.Namespace, eval_cfg, judge, store, job=None) -> int
         return 2
     for line in questions.skipped:
         print(f"skipped {line}", file=sys.stderr)
-    todo = [item for item in questions.items if item.key not in run.done_keys]
+    total = len(questions.items)
+    done_before = sum(item.key in run.done_keys for item in questions.items)
     print(
-        f"eval run {run.run_id} {name!r}: {len(questions.items)} questions from {questions.source}, "
-        f"{len(questions.items) - len(todo)} already done, {len(todo)} to run"
+        f"eval run {run.run_id} {name!r}: {total} questions from {questions.source}, "
+        f"{done_before} already done, {total - done_before} to run"
         + (f" ({run.discarded} failed attempts discarded)" if run.discarded else ""),
         file=sys.stderr,
     )
@@ -302,12 +304,11 @@ def _eval_run(args: argparse.Namespace, eval_cfg, judge, store, job=None) -> int
     if eval_cfg.concurrency and concurrency != eval_cfg.concurrency:
         print(f"note: the {cfg.backend} backend runs one episode at a time", file=sys.stderr)
     before = run_report(store, run.run_id)
-    done_before = len(questions.items) - len(todo)
     if job is not None:
-        job.start(run.run_id, len(questions.items), done_before)
+        job.start(run.run_id, total, done_before)
     bar = tqdm(
-        total=len(questions.items),
-        initial=len(questions.items) - len(todo),
+        total=total,
+        initial=done_before,
         disable=not eval_cfg.progress,
         file=sys.stderr,
         unit="q",
@@ -337,7 +338,7 @@ def _eval_run(args: argparse.Namespace, eval_cfg, judge, store, job=None) -> int
             on_outcome=lambda o: record_outcome(store, o),
             on_progress=on_progress,
             max_consecutive_failures=eval_cfg.max_consecutive_failures,
-            config={"model": public_config(cfg), "tool_config": dataclasses.asdict(tool_cfg)},
+            config=episode_config,
         )
     except RuntimeError as exc:  # the store refused a write: stop rather than run unrecorded
         print(f"\nerror: {exc}", file=sys.stderr)
@@ -373,7 +374,7 @@ def _finish_eval(store, run_id: int, report_path: str | None, stopped: str | Non
     return 0
 
 
-def _eval_rejudge(args: argparse.Namespace, eval_cfg, judge, store) -> int:
+def _eval_rejudge(eval_cfg, judge, store) -> int:
     from tqdm import tqdm
 
     from traces.eval_runs import find_eval_run, rejudge_run
