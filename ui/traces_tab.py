@@ -228,9 +228,6 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
         api_name=False,
     )
 
-    def open_requested(episode_id: str | None, request: gr.Request, profile: gr.OAuthProfile | None) -> list[Any]:
-        return open_episode(episode_id, request, profile)
-
     def select_row(ids: list, evt: gr.SelectData, request: gr.Request, profile: gr.OAuthProfile | None) -> list[Any]:
         row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
         episode_id = ids[row] if isinstance(row, int) and 0 <= row < len(ids) else None
@@ -356,7 +353,7 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
         "refresh": (refresh_list, filter_inputs, list_outputs),
         "who": (whoami, who),
         # For ui.app: another tab puts an episode id in the state, then opens it with the function.
-        "open": (open_requested, goto_state, opened),
+        "open": (open_episode, goto_state, opened),
         "live": (refresh_running, live),  # the timer's tick: the open running episode read again
     }
 
