@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from agent.models.base import BackendError
+from agent.tools.http import provider_message
 from training.generation import Sampling
 from training.models import TrainingInputError
 from training.policy import TurnOutput, TurnRequest
@@ -44,19 +45,6 @@ def check_server(base_url: str, *, timeout_s: float = 10.0) -> None:
         ) from None
     if response.status_code != 200:
         raise TrainingInputError(f"the vLLM server at {base_url} answered /health with HTTP {response.status_code}")
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        return str(error.get("message", error))[:300]
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])[:300]
-    return str(body)[:300]
 
 
 def sampled_logprobs(choice: dict[str, Any], token_ids: list[int]) -> list[float]:
@@ -106,7 +94,8 @@ class VLLMTurnClient:
                 self.endpoint, f"cannot reach the vLLM server ({type(exc).__name__}: {exc}); is it still running?"
             ) from None
         if response.status_code != 200:
-            raise BackendError(self.endpoint, f"{path} answered HTTP {response.status_code}: {_error_text(response)}")
+            detail = provider_message(response.content) or response.text[:300]  # vLLM's error.message, or the body
+            raise BackendError(self.endpoint, f"{path} answered HTTP {response.status_code}: {detail}")
         try:
             return response.json()
         except ValueError:
