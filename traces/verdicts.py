@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import update
 
@@ -11,15 +12,10 @@ from traces.models import episodes
 from traces.store import TraceStore
 
 
-def set_verdict(
-    store: TraceStore, episode_id: str, correct: bool | None, *, judge: str = "", score: float | None = None
-) -> None:
-    """Record the judge's verdict on an episode (None: no verdict)."""
+def _update_episode(store: TraceStore, episode_id: str, **values: Any) -> None:
     with store.write() as conn:
         done = conn.execute(
-            update(episodes)
-            .where(episodes.c.uid == episode_id)
-            .values(correct=correct, judge=judge or None, judge_score=score, updated_at=time.time())
+            update(episodes).where(episodes.c.uid == episode_id).values(updated_at=time.time(), **values)
         )
         if done.rowcount == 0:
             raise NotFoundError(f"no episode {episode_id!r}")
@@ -31,31 +27,18 @@ def set_judgement(store: TraceStore, episode_id: str, verdict: str, reason: str,
     if verdict not in ("correct", "incorrect", "unknown"):
         raise ValueError(f"verdict must be correct, incorrect or unknown, not {verdict!r}")
     correct = {"correct": True, "incorrect": False}.get(verdict)
-    with store.write() as conn:
-        done = conn.execute(
-            update(episodes)
-            .where(episodes.c.uid == episode_id)
-            .values(
-                verdict=verdict,
-                judge_reason=reason,
-                judge=judge or None,
-                correct=correct,
-                judge_score=None if correct is None else float(correct),
-                updated_at=time.time(),
-            )
-        )
-        if done.rowcount == 0:
-            raise NotFoundError(f"no episode {episode_id!r}")
+    _update_episode(
+        store,
+        episode_id,
+        verdict=verdict,
+        judge_reason=reason,
+        judge=judge or None,
+        correct=correct,
+        judge_score=None if correct is None else float(correct),
+    )
 
 
 def set_reward(store: TraceStore, episode_id: str, reward: float | None, *, train_step: int | None = None) -> None:
     """A GRPO rollout's reward (the weighted judge and format scores TRL trains on, before the group mean; None
     when the judge could not decide) and the training step that produced the episode."""
-    with store.write() as conn:
-        done = conn.execute(
-            update(episodes)
-            .where(episodes.c.uid == episode_id)
-            .values(reward=reward, train_step=train_step, updated_at=time.time())
-        )
-        if done.rowcount == 0:
-            raise NotFoundError(f"no episode {episode_id!r}")
+    _update_episode(store, episode_id, reward=reward, train_step=train_step)

@@ -32,7 +32,7 @@ from agent.models.base import Delta
 from agent.tools.base import Grounding, Toolbox
 from traces import Recorder
 from traces.annotations import annotate
-from traces.verdicts import set_verdict
+from traces.verdicts import set_judgement
 
 
 def make_image(seed: int = 0, size: tuple[int, int] = (96, 64)) -> Image.Image:
@@ -273,7 +273,7 @@ def populate_two_runs(store):
         other(e)
     for e in synthetic_episode("running", turns=3)[:6]:  # up to the crop ToolStarted
         other(e)
-    set_verdict(store, "text1", True, judge="llm")
-    set_verdict(store, "text3", False, judge="llm")
+    set_judgement(store, "text1", "correct", "", "llm")
+    set_judgement(store, "text3", "incorrect", "", "llm")
     annotate(store, "direct", "ana", correct=True, approved=True)
     return store

@@ -13,7 +13,7 @@ from traces import AmbiguousIdError, NotFoundError, Recorder, open_store
 from traces.annotations import annotate, list_annotations
 from traces.cli import main
 from traces.queries import resolve_episode_id
-from traces.verdicts import set_verdict
+from traces.verdicts import set_judgement
 
 from .helpers import synthetic_episode
 
@@ -33,8 +33,8 @@ def db(tmp_path):
     store = open_store(path)
     _record(store, "aaaa1111", "aaaa2222", "bbbb3333", run_name="first")
     _record(store, "cccc4444", question="Which cathedral is this?", run_name="second")
-    set_verdict(store, "aaaa1111", True, judge="rule")
-    set_verdict(store, "bbbb3333", False, judge="rule")
+    set_judgement(store, "aaaa1111", "correct", "", "rule")
+    set_judgement(store, "bbbb3333", "incorrect", "", "rule")
     annotate(store, "aaaa2222", "ana", approved=True)
     store.close()
     return str(path)

@@ -121,7 +121,7 @@ def test_a_report_over_recorded_episodes_counts_what_the_recorder_judges_and_ann
     run_a = load_episode(store, "direct").summary.run_id
     r = run_report(store, run_a)
     assert (r.n, r.completed, r.status_counts) == (5, 5, {"answered": 5})
-    assert (r.judged, r.correct, r.accuracy) == (2, 1, 0.5)  # text1 right, text3 wrong (set_verdict)
+    assert (r.judged, r.correct, r.accuracy) == (2, 1, 0.5)  # text1 right, text3 wrong (populate_two_runs)
     assert (r.human_judged, r.human_accuracy) == (1, 1.0)  # "direct", annotated correct
     assert r.any_tool_share == pytest.approx(4 / 5)
     assert r.tool_usage_counts["answered_directly"] == 1 and r.tool_usage_counts["text_search_only"] == 2
