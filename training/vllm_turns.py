@@ -86,9 +86,9 @@ class VLLMTurnClient:
     def close(self) -> None:
         self.http.close()
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
-            response = self.http.post(f"{self.base_url}{path}", json=body)
+            response = self.http.request(method, f"{self.base_url}{path}", json=body)
         except httpx.HTTPError as exc:
             raise BackendError(
                 self.endpoint, f"cannot reach the vLLM server ({type(exc).__name__}: {exc}); is it still running?"
@@ -105,16 +105,10 @@ class VLLMTurnClient:
     def model(self) -> str:
         with self._lock:
             if self._model is None:
+                models = self._request("GET", "/v1/models")
                 try:
-                    response = self.http.get(f"{self.base_url}/v1/models")
-                except httpx.HTTPError as exc:
-                    raise BackendError(
-                        self.endpoint,
-                        f"cannot reach the vLLM server ({type(exc).__name__}: {exc}); is it still running?",
-                    ) from None
-                try:
-                    self._model = str(response.json()["data"][0]["id"])
-                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    self._model = str(models["data"][0]["id"])
+                except (KeyError, IndexError, TypeError) as exc:
                     raise BackendError(self.endpoint, f"cannot read the served model from /v1/models: {exc}") from None
             return self._model
 
@@ -128,7 +122,7 @@ class VLLMTurnClient:
             return cached
         messages = [{"role": "user", "content": [{"type": "image", "image": image} for image in request.images]}]
         body = {"model": self.model, "messages": to_openai_messages(messages), "max_tokens": 1}
-        features = self._post("/v1/chat/completions/render", body).get("features")
+        features = self._request("POST", "/v1/chat/completions/render", body).get("features")
         if features is None:
             raise BackendError(
                 self.endpoint, "/v1/chat/completions/render returned no features (vLLM >= 0.30 with --enable-scale-out)"
@@ -164,7 +158,7 @@ class VLLMTurnClient:
                 "features": self._image_features(request),
                 "sampling_params": {**params, "output_kind": FINAL_ONLY},
             }
-            choice = self._first_choice(self._post("/inference/v1/generate", body))
+            choice = self._first_choice(self._request("POST", "/inference/v1/generate", body))
         else:
             body = {
                 "model": self.model,
@@ -173,7 +167,7 @@ class VLLMTurnClient:
                 "return_tokens_as_token_ids": True,
                 **params,
             }
-            choice = self._first_choice(self._post("/v1/completions", body))
+            choice = self._first_choice(self._request("POST", "/v1/completions", body))
         ids = [int(t) for t in choice.get("token_ids") or []]
         try:
             logprobs = sampled_logprobs(choice, ids)
