@@ -32,8 +32,7 @@ from agent.events import (
     TurnStarted,
 )
 from agent.visible_text import collapse_runs
-from agent.visible_text import runs as _runs
-from ui.safe import html_link, html_text, http_url, md_text, truncate
+from ui.safe import code_fence, html_link, html_text, http_url, md_text, truncate
 
 TOOL_NAMES = {
     "text_search": "text search",
@@ -300,8 +299,7 @@ def raw_text_markdown(text: str) -> str:
     if not text:
         return "*The model wrote nothing at all.*"
     shown = shown_raw_text(text)
-    longest = max((count for char, count in _runs(shown) if char == "`"), default=0)
-    fence = "`" * max(3, longest + 1)  # a fence longer than any backtick run inside cannot be closed early
+    fence = code_fence(shown, shortest=3)  # a fenced block opens with three backticks at least
     return f"{fence}text\n{shown}\n{fence}"
 
 

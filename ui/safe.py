@@ -39,10 +39,15 @@ def md_code(value: object) -> str:
     breaks become spaces, as a code span renders them anyway.
     """
     text = ("" if value is None else str(value)).replace("\r", " ").replace("\n", " ")
-    longest = max((len(run) for run in re.findall("`+", text)), default=0)
-    fence = "`" * (longest + 1)
+    fence = code_fence(text)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def code_fence(text: str, *, shortest: int = 1) -> str:
+    """Backticks to fence `text` as code: more than its longest run of them, which then cannot close it early."""
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    return "`" * max(shortest, longest + 1)
 
 
 def html_text(value: object) -> str:
