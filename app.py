@@ -1,4 +1,4 @@
-"""python app.py: the Gradio app (Ask and Traces tabs), also the Hugging Face Space entry point.
+"""python app.py: the Gradio app (Ask, Traces, Train and Compare tabs), also the Hugging Face Space entry point.
 
 Flags (DESIGN.md §3.7): --host --port --db --model --backend --base-url --dialect, the tool options of
 agent/tools/config.py, budgets, and the app options of ui/settings.py. `python app.py --help` lists all.

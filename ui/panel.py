@@ -1,7 +1,7 @@
-"""The episode panel: the components that show one episode, shared by the Ask and Traces tabs.
+"""The episode panel: the components that show one episode, shared by the Ask, Traces and Compare tabs.
 
-Both tabs build this same panel and fill it from the same render functions, so a stored episode looks
-exactly like a live one: the Traces tab with `panel_values`, the Ask tab's stream with `LiveFrames`.
+Each tab builds this same panel and fills it from the same render functions, so a stored episode looks
+exactly like a live one: the Traces and Compare tabs with `panel_values`, the Ask tab's stream with `LiveFrames`.
 
 The Ask tab's streaming event is registered with `postprocess=False`, and `LiveFrames` encodes each frame
 with the components' own `postprocess`: Gradio would run each output's postprocess in a worker thread of
