@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from traces.jobs import FINAL_STATUSES
 from traces.records import JobRecord
+from ui.review import run_choice
 from ui.safe import md_code, md_text, truncate
 
 JOB_COLUMNS = ["id", "kind", "name", "status", "progress", "started", "elapsed", "ETA", "launched by"]
@@ -122,7 +123,7 @@ def rollout_run_choice(job: JobRecord | None, run_name: str | None) -> str | Non
     """The Traces tab's run filter value ("id · name") for a GRPO job's rollout run, or None."""
     if job is None or job.kind != "grpo" or job.run_id is None:
         return None
-    return f"{job.run_id} · {run_name or ''}".rstrip()
+    return run_choice(job.run_id, run_name or "").rstrip()
 
 
 def log_excerpt(text: str, *, lines: int = 60) -> str:

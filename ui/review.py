@@ -30,6 +30,11 @@ PATTERN_FILTERS = (ANY, *PATTERNS)
 REVIEW_FILTERS = (ANY, *REVIEW_STATES)
 
 
+def run_choice(run_id: int, name: str) -> str:
+    """The run filter's value for a run: "id · name" (`make_filter` reads the id back)."""
+    return f"{run_id} · {name}"
+
+
 def make_filter(
     text: str | None, status: str | None, pattern: str | None, review: str | None, verdict: str | None, run: str | None
 ) -> EpisodeFilter:

@@ -40,6 +40,7 @@ from ui.review import (
     match_count,
     mine,
     neighbour,
+    run_choice,
 )
 from ui.safe import md_text
 from ui.settings import AppConfig
@@ -134,7 +135,7 @@ def build_traces_tab(app: AppConfig, store: Any, labels: tuple[str, ...]) -> dic
             rows, ids, counted, next_cursor = load_page(None, *values)
         except Exception as exc:
             return [], [], f"⚠ {md_text(friendly_error(exc))}", {"pages": [None], "next": None}, gr.skip()
-        runs = [ANY] + [f"{r.id} · {r.name}" for r in list_runs(store)]
+        runs = [ANY] + [run_choice(r.id, r.name) for r in list_runs(store)]
         return rows, ids, counted, {"pages": [None], "next": next_cursor}, gr.update(choices=runs)
 
     list_outputs = [table, ids_state, count, nav_state, run]
