@@ -59,10 +59,6 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.backend not in ("transformers", "openai"):
-            raise ValueError(f"unknown backend {self.backend!r}: choose transformers or openai")
-        if self.dialect not in DIALECTS:
-            raise ValueError(f"unknown dialect {self.dialect!r}: choose one of {sorted(DIALECTS)}")
         check_bounds(self)
         if self.adapter and self.backend != "transformers":
             raise ValueError(

@@ -8,8 +8,9 @@ caller can tell "not given" from "given the default".
 
 A field may declare bounds (`low`, `high`, `low_exclusive`, and `sentinels` for values such as TRL's
 `max_steps=-1` that stand outside them); `check_bounds(config)`, called from each config's `__post_init__`,
-refuses a value outside them with a message naming the flag, so the command line, the app's forms and code
-that builds a config directly all get the same check.
+refuses a value outside them, or outside the field's closed set (`choices=` or `Literal[...]`), with a
+message naming the flag. So the command line, environment variables (which argparse never sees), the app's
+forms and code that builds a config directly all get the same check.
 
 Types come from the field's annotation: `bool` becomes `--x/--no-x`, `tuple[T, ...]` a repeatable flag,
 `Literal[...]` (or `choices=`) a closed set, and `T | None` a flag of type T. argparse has no dataclass
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 import types
@@ -101,18 +103,39 @@ def _number(x: float) -> str:
     return str(x) if isinstance(x, int) else f"{x:g}"
 
 
+def _choice_problem(cls: type, f: dataclasses.Field, value: Any) -> str | None:
+    """What is wrong with `value` against the field's closed set ("must be one of a, b, not 'c'"), or None.
+    None (an optional field left unset) is not checked; each value of a repeatable field is."""
+    _, repeatable, literal = _field_type(cls, f)
+    choices = f.metadata.get("choices") or literal
+    if not choices or value is None:
+        return None
+    for one in value if repeatable else (value,):
+        if one not in choices:
+            return f"must be one of {', '.join(map(str, choices))}, not {one!r}"
+    return None
+
+
 def check_bounds(config: object) -> None:
-    """Raise ValueError naming the flag ("--learning-rate must be above 0, not -1") for the first field of the
-    dataclass instance `config` whose value lies outside the bounds its `setting` declares."""
+    """Raise ValueError naming the flag ("--learning-rate must be above 0, not -1", "--backend must be one of
+    transformers, openai, not 'tgi'") for the first field of the dataclass instance `config` whose value lies
+    outside the bounds or the choices its `setting` (or its `Literal` type) declares."""
     for f in dataclasses.fields(config):  # type: ignore[arg-type]
-        problem = _bound_problem(f, getattr(config, f.name))
+        value = getattr(config, f.name)
+        problem = _bound_problem(f, value) or _choice_problem(type(config), f, value)
         if problem:
             raise ValueError(f"{flag_name(f)} {problem}")
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    # Resolved once per class: check_bounds runs on every construction of a config.
+    return typing.get_type_hints(cls)
+
+
 def _field_type(cls: type, f: dataclasses.Field) -> tuple[Any, bool, tuple[Any, ...] | None]:
     """(base type, repeatable, literal choices) of a field, with `X | None` unwrapped."""
-    hint = typing.get_type_hints(cls)[f.name]
+    hint = _type_hints(cls)[f.name]
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]

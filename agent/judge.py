@@ -105,10 +105,6 @@ class JudgeConfig:
         return "llm" if self.judge_base_url else "rule"
 
     def __post_init__(self) -> None:
-        if self.judge not in (None, "rule", "llm"):
-            raise ValueError(f"judge must be rule or llm, not {self.judge!r}")
-        if self.judge_prompt not in ("eval", "reward"):
-            raise ValueError(f"judge_prompt must be eval or reward, not {self.judge_prompt!r}")
         check_bounds(self)
         if self.kind == "llm" and not (self.judge_base_url and self.judge_model):
             raise ValueError(

@@ -126,13 +126,6 @@ class ToolConfig:
     )
 
     def __post_init__(self) -> None:
-        for name, choices in (
-            ("text_search", TEXT_PROVIDERS),
-            ("image_search", IMAGE_PROVIDERS),
-            ("summariser", SUMMARISERS),
-        ):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         check_bounds(self)
         if self.candidates < self.top_k:
             raise ValueError(f"--candidates ({self.candidates}) must be at least --top-k ({self.top_k})")

@@ -139,3 +139,34 @@ def test_describe_config_lists_the_bounds():
     assert (rows["share"]["low"], rows["share"]["high"], rows["share"]["low_exclusive"]) == (0.0, 1.0, False)
     assert rows["steps"]["sentinels"] == (-1,) and rows["limit"]["low"] == 1
     assert rows["steps"]["low"] == 1 and rows["rate"]["sentinels"] == ()
+
+
+@dataclass(frozen=True)
+class Chosen:
+    mode: Literal["fast", "slow"] = setting("fast", "which mode", env="CHOSEN_MODE")
+    judge: str | None = setting(None, "a judge", choices=("rule", "llm"))
+    tags: tuple[str, ...] = setting((), "tags", choices=("a", "b"))
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"mode": "medium"}, "--mode must be one of fast, slow, not 'medium'"),
+        ({"judge": "human"}, "--judge must be one of rule, llm, not 'human'"),
+        ({"tags": ("a", "c")}, "--tags must be one of a, b, not 'c'"),
+    ],
+)
+def test_values_outside_a_fields_choices_are_refused_naming_the_flag(values, message):
+    with pytest.raises(ValueError) as caught:
+        Chosen(**values)
+    assert str(caught.value) == message
+
+
+def test_choices_pass_their_values_and_an_unset_optional_and_bind_environment_values_too():
+    assert Chosen(mode="slow", judge="llm", tags=("b", "a")) == Chosen("slow", "llm", ("b", "a"))
+    assert Chosen().judge is None
+    with pytest.raises(ValueError, match="--mode must be one of fast, slow, not 'medium'"):
+        config_from_args(Chosen, environ={"CHOSEN_MODE": "medium"})
