@@ -9,6 +9,7 @@ goes away (`... | head`), the command stops quietly with status 141, as other Un
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -25,7 +26,7 @@ from traces.queries import (
     EpisodeFilter,
     count_episodes,
     get_run,
-    list_episodes,
+    iter_episodes,
     list_runs,
     resolve_episode_id,
 )
@@ -182,20 +183,9 @@ def cmd_list(store: Any, args: argparse.Namespace) -> None:
     if args.limit < 1:
         raise ValueError("--limit must be at least 1")
     filters = list_filter(args)
-    items: list[EpisodeSummary] = []
-    after = None
-    while len(items) < args.limit:  # pages of at most MAX_PAGE, so any --limit works
-        page = list_episodes(
-            store,
-            filters,
-            limit=min(MAX_PAGE, args.limit - len(items)),
-            after=after,
-            newest_first=not args.oldest_first,
-        )
-        items += page.items
-        after = page.next_cursor
-        if after is None:
-            break
+    # pages of at most MAX_PAGE, so any --limit works
+    pages = iter_episodes(store, filters, newest_first=not args.oldest_first, page_size=min(MAX_PAGE, args.limit))
+    items = list(itertools.islice(pages, args.limit))
     if args.json:
         for s in items:
             print(json.dumps({**asdict(s), "pattern": s.pattern}))

@@ -38,7 +38,7 @@ import base64
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -50,7 +50,7 @@ from agent.loop import Budgets
 from agent.models.base import Message, map_image_parts
 from agent.protocol import Dialect, get_dialect
 from traces.annotations import list_annotations
-from traces.queries import EpisodeFilter, list_episodes, load_episode
+from traces.queries import EpisodeFilter, iter_episodes, load_episode
 from traces.records import EpisodeDetail, TurnRecord
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ def sft_rows(
     skipped: list[Skipped] = []
     images: dict[str, bytes] = {}
     with tqdm(desc="exporting SFT", unit="episode", disable=not progress) as bar:
-        for summary in _all_episodes(store, filters):
+        for summary in iter_episodes(store, filters, newest_first=False):
             bar.update(1)
             detail = load_episode(store, summary.id)
             fix = corrected_answer(store, summary.id)
@@ -266,16 +266,6 @@ def sft_rows(
                 )
             )
     return SFTData(rows, skipped)
-
-
-def _all_episodes(store: TraceStore, filters: EpisodeFilter) -> Iterator[Any]:
-    after = None
-    while True:
-        page = list_episodes(store, filters, limit=200, after=after, newest_first=False)
-        yield from page.items
-        if page.next_cursor is None:
-            return
-        after = page.next_cursor
 
 
 # ---- files ----------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ page is an index range scan whatever the table size; the cursor is the last row'
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -211,6 +212,23 @@ def list_episodes(
     more = len(rows) > limit
     rows = rows[:limit]
     return Page([_summary(r) for r in rows], encode_cursor(rows[-1].started_at, rows[-1].id) if more else None)
+
+
+def iter_episodes(
+    store: TraceStore,
+    filters: EpisodeFilter | None = None,
+    *,
+    newest_first: bool = True,
+    page_size: int = MAX_PAGE,
+) -> Iterator[EpisodeSummary]:
+    """Every episode `filters` selects, read a page at a time as the iterator is consumed."""
+    after = None
+    while True:
+        page = list_episodes(store, filters, limit=page_size, after=after, newest_first=newest_first)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor
 
 
 def _summary(row: Any) -> EpisodeSummary:

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from traces import EpisodeFilter, Recorder
-from traces.queries import count_episodes, list_episodes, list_runs, load_episode
+from traces.queries import count_episodes, iter_episodes, list_episodes, list_runs, load_episode
 
 from .helpers import direct_episode, populate_two_runs
 
@@ -77,6 +77,17 @@ def test_keyset_pagination_visits_every_episode_once_newest_first(store):
     assert count_episodes(store) == 24
     with pytest.raises(ValueError, match="bad page cursor"):
         list_episodes(store, after="garbage")
+
+
+def test_iter_episodes_reads_every_page_in_either_order(store):
+    rec = Recorder(store)
+    for i in range(7):
+        for e in direct_episode(f"p{i:02d}"):
+            rec(e)
+    names = [f"p{i:02d}" for i in range(7)]
+    assert [e.id for e in iter_episodes(store, page_size=3)] == names[::-1]
+    assert [e.id for e in iter_episodes(store, newest_first=False, page_size=3)] == names
+    assert [e.id for e in iter_episodes(store, EpisodeFilter(pattern="crop"), page_size=3)] == []
 
 
 def test_a_recorder_opens_one_run_per_model_backend_and_dialect(populated):
