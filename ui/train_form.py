@@ -245,14 +245,19 @@ class JobRequest:
     """A checked form: the job's kind and the configs its command is built from."""
 
     kind: str
-    configs: tuple[object, ...]  # sft: (SFTSettings,); grpo: (GRPOSettings, Budgets, ToolConfig, JudgeConfig)
+    # sft: (SFTSettings,); grpo: (GRPOSettings, Budgets, ToolConfig, JudgeConfig);
+    # eval: (EvalConfig, ModelConfig, Budgets, ToolConfig, JudgeConfig)
+    configs: tuple[object, ...]
     launch: LaunchSettings  # where it records and how many processes (an eval runs in one)
-    eval_config: EvalConfig | None = None
-    model_config: ModelConfig | None = None
 
     @property
     def main(self) -> Any:
         return self.configs[0]
+
+    @property
+    def model_config(self) -> ModelConfig | None:
+        """The model an eval runs (None for training jobs: their model is `main.model`)."""
+        return self.configs[1] if self.kind == "eval" else None  # type: ignore[return-value]
 
 
 def build_request(
@@ -286,7 +291,7 @@ def build_request(
         return JobRequest(kind, configs, built["launch"])  # type: ignore[arg-type]
     configs = (built["eval"], built["model"], built["budgets"], built["tools"], built["judge"])
     launch = LaunchSettings(db=db, log_dir=log_dir, background=True)
-    return JobRequest(kind, configs, launch, built["eval"], built["model"])  # type: ignore[arg-type]
+    return JobRequest(kind, configs, launch)
 
 
 # ---- commands ---------------------------------------------------------------------------------------------------
@@ -327,7 +332,7 @@ def check_request(request: JobRequest, *, gpu: bool, allow_cpu: bool) -> list[st
                 f"Data {data!r} does not exist: give a trace store, an exported SFT file or a question set."
             )
     else:
-        data = request.eval_config.data  # type: ignore[union-attr]
+        data = request.main.data
         if not data:
             raise FormError("Data is required: a question-set file, a question-set run name, or a hub dataset id.")
         if Path(data).suffix in (".parquet", ".jsonl") and not Path(data).exists():
