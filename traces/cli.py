@@ -246,7 +246,6 @@ def cmd_import(store: Any, args: argparse.Namespace) -> int:
 def cmd_export(store: Any, args: argparse.Namespace) -> None:
     if args.what == "sft":
         from traces.export_sft import export_sft
-        from traces.queries import EpisodeFilter
 
         filters = EpisodeFilter(run_ids=tuple(args.run or ()), review=args.review)
         report = export_sft(
