@@ -168,7 +168,7 @@ def train_grpo(
         on_result=recorder,
         cancel=stop,
     )
-    job_callback = JobCallback(store, context.job_id if context else None, stop) if context is not None else None
+    trainer_callbacks = [*([JobCallback(store, context.job_id, stop)] if context is not None else []), *callbacks]
     try:
         trainer = GRPOTrainer(
             model=model,
@@ -178,7 +178,7 @@ def train_grpo(
             args=args,
             rollout_func=rollouts,
             peft_config=peft_config(settings),
-            callbacks=[*([job_callback] if job_callback else []), *callbacks],
+            callbacks=trainer_callbacks,
         )
     except ValueError as exc:  # e.g. a batch that does not fill whole groups of num_generations
         raise TrainingInputError(f"TRL refused the GRPO settings: {exc}") from None
@@ -192,9 +192,7 @@ def train_grpo(
             vllm.close()
     out = Path(settings.output_dir)
     final, merged = save_trained(trainer, processor, out, peft=settings.use_peft, merge=settings.merge)
-    stopped = (job_callback.stopped_early if job_callback else False) or any(
-        isinstance(c, JobCallback) and c.stopped_early for c in callbacks
-    )
+    stopped = any(isinstance(c, JobCallback) and c.stopped_early for c in trainer_callbacks)
     return GRPOResult(
         out, final, merged, trainer.state.global_step, stopped, run_id, tuple(trainer.state.log_history), rollouts
     )
