@@ -138,10 +138,12 @@ def import_fvqa(
     **_: Any,
 ) -> ImportReport:
     path = Path(path)
+    # Checks the file now: one that is not a question set fails before the store is touched.
+    questions = read_questions(path, progress=progress)
     log = ReadLog()
 
     def parsed() -> Iterator[ParsedEpisode]:
-        for item in read_questions(path, progress=progress):
+        for item in questions:
             log.rows += 1
             if isinstance(item, BadRow):
                 log.bad_rows.append(item)
@@ -156,7 +158,6 @@ def import_fvqa(
                 extra={"image_url": item.image_url} if item.image_url else {},
             )
 
-    _open(path)  # a file that is not a question set fails before the store is touched
     return write_import(
         store,
         parsed(),
