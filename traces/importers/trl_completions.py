@@ -25,7 +25,6 @@ import json
 import math
 import os
 import re
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -220,22 +219,18 @@ def import_trl_completions(
         raise ImportFileError(f"{path}: no column {correct_column!r} (logged values: {logged}); nothing was imported")
 
     parsed: list[ParsedEpisode] = []
-    # The previous file's rows, which TRL may have logged again: how many of each, and the episode each became
-    # (None for a bad row, reported once).
-    previous: Counter[str] = Counter()
-    previous_rows: dict[str, list[ParsedEpisode | None]] = {}
+    # The previous file's rows, which TRL may have logged again: the episode each became, by content and in order
+    # (None for a bad row, reported once). A repeat takes the first one left.
+    previous: dict[str, list[ParsedEpisode | None]] = {}
     repeats = 0
     for file, table in tables:
-        counts: Counter[str] = Counter()
         rows: dict[str, list[ParsedEpisode | None]] = {}
         for row in tqdm(table.to_pylist(), desc=f"importing {file.name}", unit="row", disable=not progress):
             log.rows += 1
             key = _row_key(row)
-            counts[key] += 1
             episode: ParsedEpisode | None
-            if previous[key] > 0:  # the same completion, logged again at a later step
-                previous[key] -= 1
-                episode = previous_rows[key].pop(0)
+            if previous.get(key):  # the same completion, logged again at a later step
+                episode = previous[key].pop(0)
                 if episode is not None:
                     episode.extra["logged_steps"].append(row.get("step"))
                 repeats += 1
@@ -248,7 +243,7 @@ def import_trl_completions(
                     log.bad_rows.append(BadRow(log.rows, f"{file.name}: {exc}"))
                     episode = None
             rows.setdefault(key, []).append(episode)
-        previous, previous_rows = counts, rows
+        previous = rows
     if repeats:
         log.notes.append(
             f"{repeats} rows were completions logged again at a later step (steps_per_generation or "
