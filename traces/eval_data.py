@@ -31,7 +31,7 @@ from agent.eval import EvalItem, ImageSource, keyed
 from traces.importers.common import BadRow, ImportFileError, JsonLinesError, gold_list, json_objects
 from traces.importers.fvqa import REQUIRED as FVQA_COLUMNS
 from traces.importers.fvqa import QuestionRow, parse_question_row, read_questions
-from traces.models import episodes, runs
+from traces.models import episodes, images, runs
 from traces.store import TraceStore
 
 JSONL_KEYS = ("question", "image", "answers")
@@ -219,14 +219,15 @@ def _store_rows(store: TraceStore, run_id: int) -> tuple[list[EvalItem], list[st
     e = episodes.c
     with store.read() as conn:
         rows = conn.execute(
-            select(e.question, e.image_sha256, e.gold_answers, e.dataset, e.item_key, e.source_row)
+            select(e.question, images.c.data, e.gold_answers, e.dataset, e.item_key, e.source_row)
+            .outerjoin(images, images.c.sha256 == e.image_sha256)
             .where(e.run_id == run_id)
             .order_by(e.id)
         ).all()
     plain: list[Row] = []
     keys: list[str | None] = []
     for number, r in enumerate(rows, start=1):
-        image = store.image_bytes(r.image_sha256)[0] if r.image_sha256 else None
+        image = bytes(r.data) if r.data is not None else None
         plain.append((r.question, image, tuple(r.gold_answers or ()), r.dataset, r.source_row or number))
         keys.append(r.item_key)
     return [item if key is None else replace(item, key=key) for item, key in zip(keyed(plain), keys, strict=True)], []
