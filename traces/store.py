@@ -199,6 +199,7 @@ class TraceStore:
         dataset: str | None = None,
         source: str | None = None,
         config: dict[str, Any] | None = None,
+        content_sha256: str | None = None,
         conn: Connection | None = None,
     ) -> int:
         values = {
@@ -211,6 +212,7 @@ class TraceStore:
             "dataset": dataset,
             "source": source,
             "config": config or {},
+            "content_sha256": content_sha256,
             "created_at": time.time(),
         }
         if conn is not None:

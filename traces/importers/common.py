@@ -376,9 +376,9 @@ def write_import(
                     dataset=dataset,
                     source=source,
                     config={"importer": importer, **(config or {})},
+                    content_sha256=sha,
                     conn=conn,
                 )
-                conn.execute(update(runs).where(runs.c.id == run_id).values(content_sha256=sha))
             _write_episode(conn, run_id, ep, sha_image, model, dialect, dataset, now + imported * 1e-6, now)
             datasets.add(ep.dataset)
             imported += 1
