@@ -248,7 +248,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))  # sft | grpo | eval | ...
     name: Mapped[str] = mapped_column(String(200))
-    # queued | running | succeeded | failed | cancelled | interrupted
+    # queued | running | cancelling | succeeded | failed | cancelled | interrupted (traces.jobs.JOB_STATUSES)
     status: Mapped[str] = mapped_column(String(20))
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))

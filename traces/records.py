@@ -188,7 +188,7 @@ class JobRecord:
     id: int
     kind: str
     name: str
-    status: str  # queued | running | succeeded | failed | cancelled | interrupted
+    status: str  # one of traces.jobs.JOB_STATUSES (queued, running, cancelling, then a final one)
     config: dict[str, Any]
     run_id: int | None
     metrics: dict[str, Any]  # the latest logged values ("last") and the newest checkpoint ("checkpoint")

@@ -4,8 +4,8 @@
 `store.write()` (one transaction; on SQLite also serialised by a per-file lock so threads of one process never
 contend for SQLite's write lock); reads through `store.read()` (one snapshot). Everything else is a function of
 the store in its own module, which imports this one (never the other way round): `traces.queries` (lists,
-episodes, runs, stats), `traces.replay` (episode -> agent events), `traces.annotations`, `traces.agreement`,
-`traces.verdicts`, `traces.jobs`.
+episodes, runs), `traces.stats` (run statistics), `traces.replay` (episode -> agent events), `traces.annotations`,
+`traces.agreement`, `traces.verdicts`, `traces.jobs`.
 """
 
 from __future__ import annotations
