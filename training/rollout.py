@@ -151,7 +151,7 @@ class Rollouts:
         self.check_prompts = check_prompts
         self.stats = RolloutStats()
         self.last_results: list[RolloutResult] = []
-        self._checked: set[tuple[str, str | None]] = set()
+        self._checked: set[str] = set()  # keys of the questions whose prompt ids matched TRL's
         self._rounds: list[tuple[int, float]] = []  # the current call's generate rounds (rows, seconds)
 
     # ---- TRL's entry point ------------------------------------------------------------------------------------
@@ -257,7 +257,9 @@ class Rollouts:
             )
         finished = events[-1]
         assert isinstance(finished, EpisodeFinished)
-        trajectory = policy.trajectory(finished) or self._empty_trajectory(item)
+        trajectory = policy.trajectory(finished)
+        if trajectory is None:  # stopped before its first turn: its prompt and a lone EOS, nothing in the loss
+            trajectory = Trajectory(list(prompt[0]), [self.processor.tokenizer.eos_token_id], [0], None)
         judgement = None
         if finished.status not in NO_SIGNAL:
             judgement = self.judge.judge_sync(item.question, finished.final_answer, item.gold_answers)
@@ -271,12 +273,6 @@ class Rollouts:
             self.on_result(result, events, step)
         return result
 
-    def _empty_trajectory(self, item: Question) -> Trajectory:
-        """An episode stopped before its first turn: its prompt and a lone EOS, nothing in the loss."""
-        messages = first_messages(self.dialect, item.question, item.image, max_tool_calls=self.budgets.max_tool_calls)
-        prompt_ids, _, _ = render_prompt(self.processor, messages)
-        return Trajectory(prompt_ids, [self.processor.tokenizer.eos_token_id], [0], None)
-
     # ---- what TRL gets back -----------------------------------------------------------------------------------
 
     def _check_prompt_ids(
@@ -287,8 +283,7 @@ class Rollouts:
 
         processing_class = trainer.processing_class
         for prompt, item, result in zip(prompts, items, results, strict=True):
-            key = (item.question, image_sha256(item.image) if item.image is not None else None)
-            if key in self._checked:
+            if item.key in self._checked:
                 continue
             text = apply_chat_template({"prompt": prompt}, processing_class)["prompt"]
             images = [item.image] if item.image is not None else None
@@ -298,7 +293,7 @@ class Rollouts:
                     "the dataset prompt and the loop's first turn tokenise differently, so the loss would score other "
                     "tokens than were sampled; build GRPO prompts with training.rollout.dataset_prompt()"
                 )
-            self._checked.add(key)
+            self._checked.add(item.key)
 
     def _output(self, results: list[RolloutResult]) -> dict[str, Any]:
         logprobs = [r.trajectory.logprobs for r in results]
