@@ -325,12 +325,15 @@ def export_sft(
         raise ValueError(f"{path.parent}: no such directory")
     data = sft_rows(store, filters, include_failed_turns=include_failed_turns, progress=progress)
     images_dir = images_dir_for(path) if images == "alongside" else None
-    if images_dir is not None and any(r.image_sha256 for r in data.rows):
+    shas = {row.image_sha256 for row in data.rows if row.image_sha256}
+    if images_dir is not None and shas:
         images_dir.mkdir(exist_ok=True)
+    # Each image read, written or encoded once: rows that share an image share its value.
+    image_values = {sha: _image_value(store, sha, images_dir, fmt_) for sha in shas}
     records = [
         {
             "messages": row.messages,
-            "images": [_image_value(store, row.image_sha256, images_dir, fmt_)] if row.image_sha256 else [],
+            "images": [image_values[row.image_sha256]] if row.image_sha256 else [],
             "episode_id": row.episode_id,
             "run_id": row.run_id,
             "question": row.question,
