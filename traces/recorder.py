@@ -61,6 +61,12 @@ _TOOL_CALL_BY_KEY = update(tool_calls).where(
 log = logging.getLogger(__name__)
 
 
+class _Transaction(threading.local):
+    """The connection of this thread's open `Recorder.transaction()`; None outside one (each thread its own)."""
+
+    conn: Connection | None = None
+
+
 @dataclass
 class _Live:
     """What the recorder remembers about an episode it is recording."""
@@ -129,7 +135,7 @@ class Recorder:
         # created per (model, backend, dialect) at its first episode.
         self.fixed_run_id = run_id
         self._lock = threading.Lock()
-        self._tx = threading.local()  # the connection of this thread's open `transaction()`, if any
+        self._tx = _Transaction()
         self._handlers: dict[type, Callable[[Any], None]] = {
             EpisodeStarted: self._episode_started,
             TurnStarted: self._turn_started,
@@ -194,7 +200,7 @@ class Recorder:
         if not self.strict or self.fixed_run_id is None:
             # A swallowed failure would leave half a block; creating a run needs a write of its own.
             raise ValueError("transaction() needs a strict recorder with a run_id")
-        if getattr(self._tx, "conn", None) is not None:
+        if self._tx.conn is not None:
             yield  # already inside this thread's transaction
             return
         with self.store.write() as conn:
@@ -223,7 +229,7 @@ class Recorder:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """The connection of this thread's open `transaction()`, else a transaction of its own."""
-        conn = getattr(self._tx, "conn", None)
+        conn = self._tx.conn
         if conn is not None:
             yield conn
             return
