@@ -76,10 +76,6 @@ class Trajectory:
     env_mask: list[int]  # 1: sampled by the policy, 0: written by the environment
     logprobs: list[float] | None
 
-    @property
-    def sampled_tokens(self) -> int:
-        return sum(self.env_mask)
-
 
 def render_prompt(processor: Any, messages: Sequence[Message]) -> tuple[list[int], dict[str, Any], list[Any]]:
     """Prompt ids, image inputs (everything the processor returns but ids and mask) and images of a chat."""

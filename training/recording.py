@@ -5,8 +5,7 @@ instead of one per event), then its verdict and its reward with the training ste
 writer thread: the rollout call returns as soon as its episodes are judged, and the device never waits for the
 store's fsyncs (measured with bench/rollout_overhead.py: writing in the episode threads left the model idle for
 the tail of every call). What a crash loses is what is still queued: normally the last call's rollouts.
-A failed write is reported and training goes on (`errors` keeps them): a trace-store hiccup must not end a long
-training run.
+A failed write is reported on stderr and training goes on: a trace-store hiccup must not end a long training run.
 """
 
 from __future__ import annotations
@@ -31,19 +30,12 @@ class RolloutRecorder:
     def __init__(self, store: TraceStore, run_id: int, *, checkpoint: str | None = None):
         self.store = store
         self.recorder = Recorder(store, run_kind="rollout", run_id=run_id, checkpoint=checkpoint)
-        self.errors: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="rollout-writer", daemon=True)
         self._thread.start()
 
     def __call__(self, result: RolloutResult, events: Sequence[Event], step: int) -> None:
         self._queue.put((result, list(events), step))
-
-    def flush(self, timeout: float = 60.0) -> None:
-        """Wait until everything queued so far is written."""
-        done = threading.Event()
-        self._queue.put(done)
-        done.wait(timeout)
 
     def close(self, timeout: float = 120.0) -> None:
         self._queue.put(_STOP)
@@ -55,15 +47,11 @@ class RolloutRecorder:
             item = self._queue.get()
             if item is _STOP:
                 return
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
             result, events, step = item
             try:
                 self._write(result, events, step)
             except Exception as exc:
                 message = f"could not record rollout {result.finished.episode_id}: {type(exc).__name__}: {exc}"
-                self.errors.append(message)
                 print(f"warning: {message}", file=sys.stderr, flush=True)
 
     def _write(self, result: RolloutResult, events: list[Event], step: int) -> None:

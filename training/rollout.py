@@ -46,6 +46,7 @@ from training.rewards import episode_reward
 
 # Episode statuses that say nothing about the policy's answer: no reward, advantage 0.
 NO_SIGNAL = ("error", "cancelled", "interrupted")
+MAX_EPISODE_THREADS = 64  # episodes of one rollout call running at once
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,6 @@ class RolloutResult:
     judge_score: float | None
     format_score: float | None
     reward: float | None
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,6 @@ class Rollouts:
         vllm_generator: TurnGenerator | None = None,
         on_result: Callable[[RolloutResult, Sequence[Event], int], None] | None = None,
         cancel: threading.Event | None = None,
-        max_concurrency: int = 64,
-        check_prompts: bool = True,
     ):
         if generator_factory is None and vllm_generator is None:
             raise ValueError("Rollouts needs a generator: transformers (generator_factory) or a vLLM server")
@@ -147,8 +145,6 @@ class Rollouts:
         self.vllm_generator = vllm_generator
         self.on_result = on_result
         self.cancel = cancel or threading.Event()
-        self.max_concurrency = max_concurrency
-        self.check_prompts = check_prompts
         self.stats = RolloutStats()
         self.last_results: list[RolloutResult] = []
         self._checked: set[str] = set()  # keys of the questions whose prompt ids matched TRL's
@@ -173,8 +169,7 @@ class Rollouts:
             raise RuntimeError(
                 f"the judge could not decide any rollout of step {step} ({judged[0].reason}); is its endpoint up?"
             )
-        if self.check_prompts:
-            self._check_prompt_ids(prompts, items, results, trainer)
+        self._check_prompt_ids(prompts, items, results, trainer)
         self.stats.calls.append(
             CallTiming(len(results), time.monotonic() - start, sum(s for _, s in self._rounds), len(self._rounds))
         )
@@ -221,7 +216,7 @@ class Rollouts:
         generator: TurnGenerator,
         serve: Callable[[Callable[[], bool]], None] | None,
     ) -> list[RolloutResult]:
-        workers = max(1, min(self.max_concurrency, len(items)))
+        workers = max(1, min(MAX_EPISODE_THREADS, len(items)))
         prompts: dict[str, tuple[list[int], dict[str, Any], list[Any]]] = {}
         for item in items:  # the num_generations rollouts of a question start from one rendering of it
             if item.key not in prompts:
@@ -239,7 +234,6 @@ class Rollouts:
     def _episode(
         self, item: Question, step: int, generator: TurnGenerator, prompt: tuple[list[int], dict[str, Any], list[Any]]
     ) -> RolloutResult:
-        start = time.monotonic()
         policy = PolicyBackend(self.processor, generator, rendered_prompt=prompt)
         with generator.episode():
             events = list(
@@ -266,9 +260,7 @@ class Rollouts:
         judge_score = judgement.score if judgement is not None else None
         format_score = float(finished.format_ok) if judge_score is not None else None
         reward = episode_reward(judge_score, format_score, self.reward_weights)
-        result = RolloutResult(
-            item, finished, trajectory, judgement, judge_score, format_score, reward, time.monotonic() - start
-        )
+        result = RolloutResult(item, finished, trajectory, judgement, judge_score, format_score, reward)
         if self.on_result is not None:
             self.on_result(result, events, step)
         return result
