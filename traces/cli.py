@@ -32,7 +32,7 @@ from traces.queries import (
 )
 from traces.records import FINAL_STATUSES, EpisodeSummary
 from traces.stats import format_report, report_dict, run_report, runs_table
-from traces.store import open_store
+from traces.store import TraceStore, open_store
 
 DEFAULT_DB = "runs/traces.db"
 
@@ -179,7 +179,7 @@ def _one_line(text: str | None, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def cmd_list(store: Any, args: argparse.Namespace) -> None:
+def cmd_list(store: TraceStore, args: argparse.Namespace) -> None:
     if args.limit < 1:
         raise ValueError("--limit must be at least 1")
     filters = list_filter(args)
@@ -204,7 +204,7 @@ def cmd_list(store: Any, args: argparse.Namespace) -> None:
     print(f"{matches}{more}")
 
 
-def cmd_stats(store: Any, args: argparse.Namespace) -> None:
+def cmd_stats(store: TraceStore, args: argparse.Namespace) -> None:
     recovered = store.recover_interrupted()
     runs = [get_run(store, args.run)] if args.run is not None else list_runs(store)
     if args.check:
@@ -222,7 +222,7 @@ def cmd_stats(store: Any, args: argparse.Namespace) -> None:
     print(format_report(reports[0]) if args.run is not None else runs_table(reports))
 
 
-def cmd_import(store: Any, args: argparse.Namespace) -> int:
+def cmd_import(store: TraceStore, args: argparse.Namespace) -> int:
     from traces.importers import IMPORTERS
 
     if args.kind != "trl" and (args.reward_columns or args.correct_column):
@@ -243,7 +243,7 @@ def cmd_import(store: Any, args: argparse.Namespace) -> int:
     return 1 if report.bad_rows and not report.imported else 0
 
 
-def cmd_export(store: Any, args: argparse.Namespace) -> None:
+def cmd_export(store: TraceStore, args: argparse.Namespace) -> None:
     if args.what == "sft":
         from traces.export_sft import export_sft
 
@@ -265,7 +265,7 @@ def cmd_export(store: Any, args: argparse.Namespace) -> None:
     print(report.summary())
 
 
-def cmd_annotate(store: Any, args: argparse.Namespace) -> None:
+def cmd_annotate(store: TraceStore, args: argparse.Namespace) -> None:
     fields: dict[str, Any] = {}
     if args.label is not None:
         fields["labels"] = args.label
@@ -279,7 +279,7 @@ def cmd_annotate(store: Any, args: argparse.Namespace) -> None:
     print(json.dumps(asdict(record)))
 
 
-def cmd_labels(store: Any, args: argparse.Namespace) -> None:
+def cmd_labels(store: TraceStore, args: argparse.Namespace) -> None:
     label_set = set_label_set(store, args.name, args.set) if args.set else get_label_set(store, args.name)
     print(f"{label_set.name}: {', '.join(label_set.labels)}")
 
