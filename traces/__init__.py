@@ -9,8 +9,8 @@
     events = episode_events(store, page.items[0].id)  # the agent's own event objects, images included
 
 Modules: models (schema), migrate (+ migrations/), store (connections, transactions, images, runs), recorder,
-queries, replay, annotations, agreement, verdicts, jobs, importers/, export_sft, export_annotations,
-cli (python -m traces). Each function module takes the store as its first argument and imports store.py; the
+queries, stats, replay, annotations, agreement, verdicts, jobs, eval_data, eval_runs, importers/, export_sft,
+export_annotations, cli (python -m traces). Each function module takes the store as its first argument and imports store.py; the
 store imports none of them.
 """
 
