@@ -148,19 +148,17 @@ class Rollouts:
         self.stats = RolloutStats()
         self.last_results: list[RolloutResult] = []
         self._checked: set[str] = set()  # keys of the questions whose prompt ids matched TRL's
-        self._rounds: list[tuple[int, float]] = []  # the current call's generate rounds (rows, seconds)
 
     # ---- TRL's entry point ------------------------------------------------------------------------------------
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         start = time.monotonic()
-        self._rounds = []
         step = int(trainer.state.global_step)
         items = [self._question(prompt) for prompt in prompts]
         if self.vllm_generator is not None:
-            results = self._run_all(items, step, self.vllm_generator, serve=None)
+            results, rounds = self._run_all(items, step, self.vllm_generator, serve=None), []
         else:
-            results = self._generate_locally(items, step, trainer)
+            results, rounds = self._generate_locally(items, step, trainer)
         errors = [r for r in results if r.finished.status == "error"]
         if errors and len(errors) == len(results):
             raise RuntimeError(f"every rollout of step {step} failed: {errors[0].finished.reason}")
@@ -171,7 +169,7 @@ class Rollouts:
             )
         self._check_prompt_ids(prompts, items, results, trainer)
         self.stats.calls.append(
-            CallTiming(len(results), time.monotonic() - start, sum(s for _, s in self._rounds), len(self._rounds))
+            CallTiming(len(results), time.monotonic() - start, sum(s for _, s in rounds), len(rounds))
         )
         self.stats.statuses.update(r.finished.status for r in results)
         self.last_results = results
@@ -187,8 +185,11 @@ class Rollouts:
             raise KeyError(f"rollout prompt is not one of the training questions: {text[:80]!r}")
         return found
 
-    def _generate_locally(self, items: list[Question], step: int, trainer: Any) -> list[RolloutResult]:
-        """transformers generation: unwrap (and gather ZeRO-3 parameters) once for the whole call."""
+    def _generate_locally(
+        self, items: list[Question], step: int, trainer: Any
+    ) -> tuple[list[RolloutResult], list[tuple[int, float]]]:
+        """transformers generation: unwrap (and gather ZeRO-3 parameters) once for the whole call. Returns the
+        results and the batched generate rounds (rows, seconds)."""
         import torch
         from trl.distributed import DistributedBackend
         from trl.models import unwrap_model_for_generation
@@ -205,9 +206,7 @@ class Rollouts:
             DistributedBackend(trainer.accelerator).summon_full_params(trainer.model_wrapped, recurse=False),
         ):
             generator = self.generator_factory(model)
-            results = self._run_all(items, step, generator, serve=generator.serve)
-            self._rounds = generator.rounds
-            return results
+            return self._run_all(items, step, generator, serve=generator.serve), generator.rounds
 
     def _run_all(
         self,
