@@ -10,12 +10,8 @@ import pytest
 @pytest.fixture(scope="session")
 def taught_tiny(tmp_path_factory) -> Path:
     """`python -m training teach-tiny` output: vlm/, grounding/, corpus.db, questions.jsonl (about a minute)."""
-    import torch
-
     from training.teach import teach_tiny
 
     out = tmp_path_factory.mktemp("taught")
-    threads = torch.get_num_threads()
-    teach_tiny(out)
-    torch.set_num_threads(threads)
+    teach_tiny(out)  # it sets torch's thread count back when it is done
     return out
