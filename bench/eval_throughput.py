@@ -4,8 +4,9 @@ Each episode is three turns of `--turn-tokens` tokens streamed at `--tokens-per-
 answer), and each search answers in `--tool-ms`. With `--concurrency` episodes in flight, the ideal wall time is
 the number of waves times one episode's time, measured alone first. The figure that matters is their ratio
 (target <= 1.3 at 256 episodes, 64 at once): how much the harness, the recorder and the judge add when many
-episodes stream at once. Every episode is recorded in a SQLite trace store (one commit per event) and judged by
-the rule judge; errors must be 0 and every question must have exactly one episode.
+episodes stream at once. Every episode is recorded in a SQLite trace store as eval records it (whole when it
+finishes: `traces.eval_runs.WholeEpisodes`) and judged by the rule judge; errors must be 0 and every question must
+have exactly one episode.
 
 The scripted endpoint runs in its own process, as a real model server would (it is not the harness's cost).
 Peak memory is this process's maximum resident set size. Prints its figures last as one JSON line.

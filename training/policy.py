@@ -172,7 +172,7 @@ class PolicyBackend:
             output = self.generator.generate(request, cancel)
         except BackendError:
             raise
-        except Exception as exc:  # e.g. CUDA out of memory inside generate: the loop records it as a model error
+        except Exception as exc:  # anything else a generator raises: the loop records it as a model error
             raise BackendError(self.endpoint, f"generation failed: {type(exc).__name__}: {exc}") from exc
         self._append(output.ids, 1, output.logprobs)
         self.n_rendered = len(messages)  # the assistant message the loop appends next has this index
