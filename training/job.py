@@ -87,9 +87,7 @@ def _install_stop_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, on_term)
 
 
-def open_job(
-    kind: str, name: str, config: dict[str, Any], launch: LaunchSettings, *, command: list[str] | None = None
-) -> JobContext:
+def open_job(kind: str, name: str, config: dict[str, Any], launch: LaunchSettings) -> JobContext:
     """Attach to `launch.job_id` or create the row (main process); install the stop handlers."""
     store = open_store(launch.db)
     rank = process_rank()
@@ -101,7 +99,7 @@ def open_job(
                 kind,
                 name,
                 config,
-                command=command or [sys.executable, "-m", "training", *sys.argv[1:]],
+                command=[sys.executable, "-m", "training", *sys.argv[1:]],
                 launched_by=os.environ.get("USER") or None,
             )
             jobs.update_job(store, job_id, pid=os.getpid(), host=socket.gethostname())
