@@ -31,7 +31,7 @@ from typing import Any
 from PIL import Image
 
 from agent.aio import run_sync
-from agent.events import EpisodeFinished, EpisodeStarted, EpisodeStatus, Event
+from agent.events import COMPLETED_STATUSES, EpisodeFinished, EpisodeStarted, EpisodeStatus, Event
 from agent.flags import check_bounds, setting
 from agent.images import ImageError, load_image
 from agent.judge import Judge, Judgement
@@ -41,7 +41,6 @@ from agent.protocol import Dialect, get_dialect
 from agent.tools.base import Toolbox
 from agent.tools.http import HttpClient, HttpPolicy, ToolError
 
-JUDGED_STATUSES: tuple[EpisodeStatus, ...] = ("answered", "budget_exhausted", "format_error")
 IMAGE_MAX_BYTES = 30_000_000
 # One client for every item's image URL, in any eval or caller; it opens its connection pool on first use.
 _IMAGE_HTTP = HttpClient("eval image", HttpPolicy(timeout_s=30.0, max_bytes=IMAGE_MAX_BYTES, retries=2))
@@ -268,7 +267,7 @@ class _Eval:
                     finished = event
             assert finished is not None  # the loop always ends with EpisodeFinished
             judgement = None
-            if finished.status in JUDGED_STATUSES:
+            if finished.status in COMPLETED_STATUSES:
                 try:
                     judgement = self.judge.judge_sync(item.question, finished.final_answer, item.gold_answers)
                 except Exception as exc:  # a judge bug must not lose the episode: unknown, fixable by --rejudge

@@ -27,6 +27,10 @@ EpisodeStatus = Literal[
     "interrupted",  # set by the trace store for an episode whose process died; never emitted by the loop
 ]
 Budget = Literal["image_search", "tool_calls", "response_tokens", "turns"]
+TOOL_KINDS: tuple[ToolKind, ...] = ("text_search", "image_search_region", "image_search_whole")
+# Episodes that ran to an end the judge can score (an answer, or none within the budgets or the format): eval's
+# accuracy, resume and reports count these; cancelled, failed and interrupted ones are run again.
+COMPLETED_STATUSES: tuple[EpisodeStatus, ...] = ("answered", "budget_exhausted", "format_error")
 
 
 @dataclass(frozen=True)

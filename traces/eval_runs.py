@@ -24,8 +24,8 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
-from agent.eval import JUDGED_STATUSES, EpisodeOutcome
-from agent.events import EpisodeFinished, Event
+from agent.eval import EpisodeOutcome
+from agent.events import COMPLETED_STATUSES, EpisodeFinished, Event
 from agent.judge import Judge
 from traces import jobs
 from traces.models import episodes, runs
@@ -120,7 +120,7 @@ def open_eval_run(
     with store.write() as conn:
         discarded = conn.execute(delete(episodes).where(e.run_id == run.id, e.status.in_(FAILED_STATUSES))).rowcount
         keys = conn.execute(
-            select(e.item_key).where(e.run_id == run.id, e.status.in_(JUDGED_STATUSES), e.item_key.is_not(None))
+            select(e.item_key).where(e.run_id == run.id, e.status.in_(COMPLETED_STATUSES), e.item_key.is_not(None))
         ).scalars()
         done = frozenset(keys)
     return EvalRun(run.id, name, True, done, int(discarded or 0), dict((run.config or {}).get("judge") or {}))
@@ -177,7 +177,7 @@ def rejudge_run(
     with store.read() as conn:
         rows = conn.execute(
             select(e.uid, e.question, e.final_answer, e.gold_answers, e.correct)
-            .where(and_(e.run_id == run_id, e.status.in_(JUDGED_STATUSES), needed))
+            .where(and_(e.run_id == run_id, e.status.in_(COMPLETED_STATUSES), needed))
             .order_by(e.id)
         ).all()
     judged = changed = unknown = 0

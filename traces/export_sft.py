@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from tqdm import tqdm
 
 from agent.conversation import BudgetFeedback, FormatFeedback, ModelTurn, Step, ToolFeedback, build_messages
+from agent.events import TOOL_KINDS
 from agent.loop import Budgets
 from agent.models.base import Message, map_image_parts
 from agent.protocol import Dialect, get_dialect
@@ -60,7 +61,6 @@ Format = Literal["jsonl", "parquet"]
 ImageMode = Literal["alongside", "embedded"]
 FORMATS: tuple[str, ...] = ("jsonl", "parquet")
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
-TOOL_ACTIONS = ("text_search", "image_search_region", "image_search_whole")
 CORRECTED_REASON = "I have enough information to answer."
 TRAINING_NOTE = "train with assistant_only_loss=True: tool results are user turns (<information>) and must be masked"
 
@@ -149,7 +149,7 @@ def episode_steps(turns: Sequence[TurnRecord], *, include_failed_turns: bool = F
         if finished:
             note = next((str(n.get("message", "")) for n in notes if n.get("budget") == "tool_calls"), "")
             steps.append(ToolFeedback(finished[0].kind, finished[0].information, note))  # type: ignore[arg-type]
-        elif turn.action in TOOL_ACTIONS and notes:
+        elif turn.action in TOOL_KINDS and notes:
             steps.append(BudgetFeedback(str(notes[0].get("message", ""))))
     return steps
 

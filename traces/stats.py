@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy import ColumnElement, and_, case, func, literal, select
 
+from agent.events import COMPLETED_STATUSES
 from traces.errors import NotFoundError
 from traces.models import episodes, runs
 from traces.queries import pattern_condition
 from traces.store import TraceStore
 
-COMPLETED = ("answered", "budget_exhausted", "format_error")
 BOOTSTRAP_RESAMPLES = 10_000
 
 # The paper's tool-usage categories, in the order reports print them.
@@ -153,7 +153,7 @@ def run_report(
 ) -> RunReport:
     e = episodes.c
     scope = _scope(run_id, steps)
-    completed = e.status.in_(COMPLETED)
+    completed = e.status.in_(COMPLETED_STATUSES)
     judged = e.correct.is_not(None)
     timed = and_(completed, e.elapsed_s.is_not(None))
     totals = select(
@@ -427,8 +427,8 @@ def _paired(run_a: int, run_b: int) -> tuple[Any, Any, ColumnElement[bool]]:
         a.c.run_id == run_a,
         b.c.run_id == run_b,
         a.c.item_key == b.c.item_key,
-        a.c.status.in_(COMPLETED),
-        b.c.status.in_(COMPLETED),
+        a.c.status.in_(COMPLETED_STATUSES),
+        b.c.status.in_(COMPLETED_STATUSES),
     )
     return a, b, pair
 
@@ -466,7 +466,7 @@ def compare_runs(store: TraceStore, run_a: int, run_b: int, *, max_flips: int = 
 
     def completed_keys(run_id: int) -> Any:
         return select(func.count(func.distinct(e.item_key))).where(
-            e.run_id == run_id, e.status.in_(COMPLETED), e.item_key.is_not(None)
+            e.run_id == run_id, e.status.in_(COMPLETED_STATUSES), e.item_key.is_not(None)
         )
 
     with store.read() as conn:

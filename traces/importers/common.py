@@ -26,13 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 
+from agent.events import TOOL_KINDS
 from agent.images import ImageError
 from traces.models import episodes, runs, tool_calls, turns
 
 if TYPE_CHECKING:
     from traces.store import TraceStore
-
-TOOL_ACTIONS = ("text_search", "image_search_region", "image_search_whole")
 
 
 class ImportFileError(ValueError):
@@ -158,7 +157,7 @@ def turns_from_messages(messages: Sequence[tuple[str, str]], dialect: str) -> li
         if role == "assistant":
             p = parse_turn(content, dialect)
             out.append(ParsedTurn(content, p.reason, p.action, p.argument, p.format_ok, p.error))
-        elif role in ("user", "tool") and out and out[-1].action in TOOL_ACTIONS and out[-1].information is None:
+        elif role in ("user", "tool") and out and out[-1].action in TOOL_KINDS and out[-1].information is None:
             out[-1].information = information_of(content)
     return out
 
@@ -401,7 +400,7 @@ def _write_episode(
     now: float,
 ) -> None:
     queries = [t.argument for t in ep.turns if t.action in ("text_search", "image_search_region")]
-    calls = [(t.action, t.argument) for t in ep.turns if t.action in TOOL_ACTIONS and t.format_ok]
+    calls = [(t.action, t.argument) for t in ep.turns if t.action in TOOL_KINDS and t.format_ok]
     kinds = [kind for kind, _ in calls]
     pk = conn.execute(
         insert(episodes)
@@ -469,7 +468,7 @@ def _write_turns(conn: Any, pk: int, parsed_turns: Sequence[ParsedTurn]) -> None
             )
         )
         seq += 1
-        if t.action in TOOL_ACTIONS and t.format_ok:
+        if t.action in TOOL_KINDS and t.format_ok:
             call_rows.append(
                 dict(
                     episode_id=pk,
