@@ -16,16 +16,10 @@ class TrainingInputError(ValueError):
 
 
 def load_processor(path: str, *, max_pixels: int | None = None) -> Any:
-    from transformers import AutoConfig, AutoProcessor
-
-    from agent.models.qwen_processor import QwenVLImageProcessor
+    from agent.models.qwen_processor import load_processor as load_any_processor
 
     try:
-        config = AutoConfig.from_pretrained(path)
-        if config.model_type in ("qwen2_vl", "qwen2_5_vl"):
-            processor = QwenVLImageProcessor.load(path, max_pixels=max_pixels)
-        else:
-            processor = AutoProcessor.from_pretrained(path)
+        processor = load_any_processor(path, max_pixels=max_pixels)
     except Exception as exc:  # a missing folder, no hub access, an unknown architecture: one clear line
         raise TrainingInputError(
             f"cannot load the processor of {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "

@@ -51,3 +51,13 @@ class QwenVLImageProcessor(Qwen2_5_VLProcessor):
         return cls(
             image_processor=image_processor, tokenizer=tokenizer, chat_template=processor_template or chat_template
         )
+
+
+def load_processor(path: str, *, min_pixels: int | None = None, max_pixels: int | None = None) -> ProcessorMixin:
+    """The processor of any image-text model folder or hub id: ours for Qwen2-VL and Qwen2.5-VL (whose own needs
+    torchvision), transformers' AutoProcessor otherwise. Errors are the library's; callers word them."""
+    from transformers import AutoConfig, AutoProcessor
+
+    if AutoConfig.from_pretrained(path).model_type in ("qwen2_vl", "qwen2_5_vl"):
+        return QwenVLImageProcessor.load(path, min_pixels=min_pixels, max_pixels=max_pixels)
+    return AutoProcessor.from_pretrained(path)

@@ -89,9 +89,9 @@ class TransformersBackend:
                 return
             start = time.monotonic()
             import torch
-            from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+            from transformers import AutoModelForImageTextToText
 
-            from agent.models.qwen_processor import QwenVLImageProcessor
+            from agent.models.qwen_processor import load_processor
 
             device = self.device_request or ("cuda" if torch.cuda.is_available() else "cpu")
             if device.startswith("cuda") and not torch.cuda.is_available():
@@ -99,13 +99,7 @@ class TransformersBackend:
             dtype_name = self.dtype_request or ("bfloat16" if device.startswith("cuda") else "float32")
             self.device = device
             try:
-                config = AutoConfig.from_pretrained(self.model)
-                if config.model_type in ("qwen2_vl", "qwen2_5_vl"):
-                    processor = QwenVLImageProcessor.load(
-                        self.model, min_pixels=self.min_pixels, max_pixels=self.max_pixels
-                    )
-                else:
-                    processor = AutoProcessor.from_pretrained(self.model)
+                processor = load_processor(self.model, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
                 model = AutoModelForImageTextToText.from_pretrained(self.model, dtype=getattr(torch, dtype_name))
                 if self.adapter:
                     model = _with_adapter(model, self.adapter)
